@@ -1,0 +1,197 @@
+"""Configuration: targets, contacts and secrets from ``veerunbook.toml``.
+
+The file is optional. It is looked up as the path given on the command line, else the
+path in ``VEERUNBOOK_CONFIG``, else ``./veerunbook.toml``; without one, the built-in
+defaults apply and the target ``demo`` (the embedded simulated service) is available.
+Secrets never live in the file: it names the environment variables that hold them.
+Every key is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from veerunbook.errors import ConfigError, UsageError
+from veerunbook.redact import Redactor
+
+DEFAULT_ENDPOINTS: dict[str, str] = {
+    "health": "/health",
+    "healthz": "/healthz",
+    "readyz": "/readyz",
+    "database": "/health/database",
+    "logs": "/health/logs",
+    "metrics": "/metrics",
+    "audit_security": "/api/audit/security",
+    "audit_performance": "/api/audit/performance",
+    "block_ip": "/admin/security/block-ip",
+    "deployments": "/api/deployments",
+}
+DEMO = "demo"
+ROLES = ("primary_oncall", "security", "infrastructure", "engineering_manager")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Limits for one HTTP request to a target, in seconds and bytes."""
+
+    connect_seconds: float = 2.0
+    read_seconds: float = 5.0
+    max_body_bytes: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class UserFlow:
+    """A synthetic request that exercises one critical user path of the target."""
+
+    name: str
+    path: str
+    method: str = "GET"
+    json: Any = None
+    expect_status: int = 200
+    critical: bool = True
+
+
+@dataclass(frozen=True)
+class Target:
+    """The service under investigation."""
+
+    name: str
+    base_url: str | None
+    endpoints: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_ENDPOINTS)
+    )
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    admin_token_env: str = "VEEFORE_ADMIN_TOKEN"
+    database_url_env: str = "DATABASE_URL"
+    commands: Mapping[str, str] = field(default_factory=dict)
+    user_flows: tuple[UserFlow, ...] = ()
+    app_repo: str | None = None
+    scenario: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True for the built-in simulated service, which is started on demand."""
+        return self.name == DEMO
+
+    def url(self, endpoint: str) -> str:
+        """Return the absolute URL of a named endpoint such as ``health``."""
+        if self.base_url is None:
+            raise UsageError(
+                f"target {self.name!r} has no base URL yet; start it with "
+                "veerunbook.target.connect() first"
+            )
+        path = self.endpoints.get(endpoint, endpoint)
+        return self.base_url.rstrip("/") + path
+
+
+@dataclass(frozen=True)
+class Config:
+    """The loaded configuration; ``path`` is None when built-in defaults are used."""
+
+    path: str | None = None
+    default_target: str = DEMO
+    targets: Mapping[str, Target] = field(default_factory=dict)
+    contacts: Mapping[str, str] = field(default_factory=dict)
+    secret_env: tuple[str, ...] = ()
+    notify_webhook_env: str | None = None
+    notify_channel: str = "#incidents"
+
+    def secret_env_names(self) -> list[str]:
+        """Names of every environment variable whose value must never be shown."""
+        names = set(self.secret_env)
+        names.update(t.admin_token_env for t in self.targets.values())
+        names.update(t.database_url_env for t in self.targets.values())
+        names.update(("VEEFORE_ADMIN_TOKEN", "DATABASE_URL"))
+        if self.notify_webhook_env:
+            names.add(self.notify_webhook_env)
+        return sorted(names)
+
+    def redactor(self, environ: Mapping[str, str] | None = None) -> Redactor:
+        """Build the redactor for the secrets this configuration names."""
+        return Redactor.from_environment(self.secret_env_names(), environ)
+
+    def resolve_target(self, spec: str | None = None) -> Target:
+        """Resolve a target name, ``demo``, ``demo:SCENARIO`` or a base URL."""
+        spec = (spec or self.default_target).strip()
+        if spec in self.targets:
+            return self.targets[spec]
+        if spec == DEMO or spec.startswith(DEMO + ":"):
+            return _demo_target(spec)
+        if "://" in spec:
+            return Target(name=spec, base_url=_check_target_url(spec))
+        known = sorted([*self.targets, DEMO, "demo:SCENARIO"])
+        hint = difflib.get_close_matches(spec, known, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise UsageError(
+            f"unknown target {spec!r}{suggestion}; use one of {', '.join(known)} "
+            "or a base URL such as http://127.0.0.1:8080"
+        )
+
+
+def _demo_target(spec: str) -> Target:
+    from veerunbook.simulator.scenarios import SCENARIOS
+
+    scenario = spec.partition(":")[2] or "healthy"
+    if scenario not in SCENARIOS:
+        names = ", ".join(sorted(SCENARIOS))
+        raise UsageError(f"unknown demo scenario {scenario!r}; choose one of {names}")
+    flows = (
+        UserFlow("login", "/api/auth/login", "POST", {"email": "demo@example.com"}),
+        UserFlow("schedule post", "/api/posts/schedule", "POST", {"caption": "drill"}),
+        UserFlow("instagram publish", "/api/instagram/publish", "POST", {"postId": 1}),
+        UserFlow("dashboard", "/api/dashboard/analytics", critical=False),
+    )
+    return Target(name=DEMO, base_url=None, user_flows=flows, scenario=scenario)
+
+
+def find_config_path(explicit: str | None = None) -> Path | None:
+    """Return the configuration file to load, or None to use the defaults."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("VEERUNBOOK_CONFIG")
+    if from_env:
+        return Path(from_env)
+    local = Path("veerunbook.toml")
+    return local if local.is_file() else None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate the configuration; raise ConfigError naming file and key."""
+    found = find_config_path(str(path) if path else None)
+    if found is None:
+        return Config()
+    where = str(found)
+    try:
+        data = tomllib.loads(found.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(where, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            where, "", f"cannot be read ({exc.__class__.__name__})"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(where, "", f"not valid TOML: {exc}") from None
+    from veerunbook.config_schema import build_config
+
+    return build_config(data, where)
+
+
+def _check_target_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"target {value!r} is not an http(s) URL; use e.g. http://127.0.0.1:8080"
+        )
+    if parts.username or parts.password:
+        raise UsageError(
+            "the target URL carries credentials; put the token in the environment "
+            "variable named by admin_token_env in veerunbook.toml instead"
+        )
+    return value.rstrip("/")

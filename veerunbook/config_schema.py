@@ -1,0 +1,233 @@
+"""Validation of the parsed ``veerunbook.toml`` into a ``Config``.
+
+Unknown keys are rejected with a close-match suggestion because a misspelt timeout that
+silently falls back to its default is worse than no configuration at all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from veerunbook.config import (
+    DEFAULT_ENDPOINTS,
+    DEMO,
+    ROLES,
+    Config,
+    Target,
+    Timeouts,
+    UserFlow,
+)
+from veerunbook.errors import ConfigError
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+_TOP_KEYS = {"default_target", "targets", "contacts", "secrets", "notify"}
+_TARGET_KEYS = {
+    "base_url",
+    "endpoints",
+    "timeouts",
+    "admin_token_env",
+    "database_url_env",
+    "commands",
+    "user_flows",
+    "app_repo",
+}
+_FLOW_KEYS = {"name", "path", "method", "json", "expect_status", "critical"}
+
+
+class _Reader:
+    """Typed access to one table of the file, naming the file and key in every error."""
+
+    def __init__(self, where: str, prefix: str, table: Any, allowed: set[str]) -> None:
+        self.where = where
+        self.prefix = prefix
+        if not isinstance(table, Mapping):
+            self.fail("", f"must be a table, not {type(table).__name__}")
+        self.table: Mapping[str, Any] = table
+        for key in table:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                tip = f"; did you mean {hint[0]!r}?" if hint else ""
+                known = ", ".join(sorted(allowed))
+                self.fail(key, f"unknown key (known keys: {known}){tip}")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix and name else self.prefix or name
+
+    def fail(self, name: str, reason: str) -> None:
+        raise ConfigError(self.where, self.key(name), reason)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        value = self.table.get(name, default)
+        bad_bool = isinstance(value, bool) and bool not in _as_tuple(kind)
+        if value is not default and (bad_bool or not isinstance(value, kind)):
+            expected = " or ".join(k.__name__ for k in _as_tuple(kind))
+            self.fail(name, f"must be {expected}, not {type(value).__name__}")
+        return value
+
+    def env_name(self, name: str, default: str | None) -> str | None:
+        value = self.get(name, str, default)
+        if value is not None and not _ENV_NAME.match(value):
+            self.fail(name, f"{value!r} is not an environment variable name")
+        return value  # type: ignore[no-any-return]
+
+    def positive(self, name: str, default: float) -> float:
+        value = self.get(name, (int, float), default)
+        if not 0 < value < float("inf"):
+            self.fail(name, f"must be a positive number, not {value!r}")
+        return float(value)
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def build_config(data: Mapping[str, Any], where: str) -> Config:
+    """Validate parsed TOML and return the configuration it describes."""
+    top = _Reader(where, "", data, _TOP_KEYS)
+    targets_table = data.get("targets", {})
+    if not isinstance(targets_table, Mapping):
+        top.fail("targets", "must be a table with one sub-table per target")
+    targets = {
+        name: _build_target(where, name, table) for name, table in targets_table.items()
+    }
+    default = top.get("default_target", str, DEMO)
+    if (
+        default not in targets
+        and default != DEMO
+        and not default.startswith(DEMO + ":")
+    ):
+        top.fail("default_target", f"names {default!r}, which is not a defined target")
+    contacts = _Reader(where, "contacts", data.get("contacts", {}), set(ROLES))
+    for role in contacts.table:
+        contacts.get(role, str, "")
+    secrets = _Reader(where, "secrets", data.get("secrets", {}), {"env"})
+    secret_env = secrets.get("env", list, [])
+    for index, name in enumerate(secret_env):
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            secrets.fail(
+                f"env[{index}]", f"{name!r} is not an environment variable name"
+            )
+    notify = _Reader(
+        where, "notify", data.get("notify", {}), {"webhook_url_env", "channel"}
+    )
+    return Config(
+        path=where,
+        default_target=default,
+        targets=targets,
+        contacts=dict(contacts.table),
+        secret_env=tuple(secret_env),
+        notify_webhook_env=notify.env_name("webhook_url_env", None),
+        notify_channel=notify.get("channel", str, "#incidents"),
+    )
+
+
+def _build_target(where: str, name: str, table: Any) -> Target:
+    reader = _Reader(where, f"targets.{name}", table, _TARGET_KEYS)
+    if name == DEMO or not _TARGET_NAME.match(name):
+        reader.fail(
+            "", "target names are letters, digits, '.', '_' and '-', not 'demo'"
+        )
+    base_url = reader.get("base_url", str, None)
+    if base_url is None:
+        reader.fail("base_url", "missing; every target needs its base URL")
+    _check_url(reader, base_url)
+    token_env = reader.env_name("admin_token_env", "VEEFORE_ADMIN_TOKEN")
+    db_env = reader.env_name("database_url_env", "DATABASE_URL")
+    if token_env == db_env:
+        reader.fail("database_url_env", "names the same variable as admin_token_env")
+    return Target(
+        name=name,
+        base_url=base_url.rstrip("/"),
+        endpoints=_build_endpoints(where, name, table.get("endpoints", {})),
+        timeouts=_build_timeouts(where, name, table.get("timeouts", {})),
+        admin_token_env=token_env or "VEEFORE_ADMIN_TOKEN",
+        database_url_env=db_env or "DATABASE_URL",
+        commands=_build_commands(where, name, table.get("commands", {})),
+        user_flows=_build_flows(reader, table.get("user_flows", [])),
+        app_repo=reader.get("app_repo", str, None),
+    )
+
+
+def _check_url(reader: _Reader, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        reader.fail("base_url", f"{value!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        reader.fail(
+            "base_url",
+            "carries credentials; name the variable holding the token in "
+            "admin_token_env instead",
+        )
+
+
+def _build_endpoints(where: str, name: str, table: Any) -> dict[str, str]:
+    reader = _Reader(where, f"targets.{name}.endpoints", table, set(DEFAULT_ENDPOINTS))
+    endpoints = dict(DEFAULT_ENDPOINTS)
+    for key in reader.table:
+        path = reader.get(key, str, None)
+        if not path.startswith("/"):
+            reader.fail(key, f"{path!r} must be a path starting with '/'")
+        endpoints[key] = path
+    return endpoints
+
+
+def _build_timeouts(where: str, name: str, table: Any) -> Timeouts:
+    keys = {"connect_seconds", "read_seconds", "max_body_bytes"}
+    reader = _Reader(where, f"targets.{name}.timeouts", table, keys)
+    defaults = Timeouts()
+    connect = reader.positive("connect_seconds", defaults.connect_seconds)
+    read = reader.positive("read_seconds", defaults.read_seconds)
+    if connect > 60 or read > 300:
+        reader.fail("", "connect_seconds is at most 60 and read_seconds at most 300")
+    max_body = reader.get("max_body_bytes", int, defaults.max_body_bytes)
+    if max_body < 1024:
+        reader.fail("max_body_bytes", f"must be at least 1024, not {max_body}")
+    return Timeouts(connect, read, max_body)
+
+
+def _build_commands(where: str, name: str, table: Any) -> dict[str, str]:
+    reader = _Reader(where, f"targets.{name}.commands", table, set(table or {}))
+    commands: dict[str, str] = {}
+    for key in reader.table:
+        command = reader.get(key, str, None)
+        if not command.strip():
+            reader.fail(key, "is empty")
+        commands[key] = command
+    return commands
+
+
+def _build_flows(reader: _Reader, flows: Any) -> tuple[UserFlow, ...]:
+    if not isinstance(flows, list):
+        reader.fail("user_flows", "must be an array of tables ([[...user_flows]])")
+    built = []
+    for index, table in enumerate(flows):
+        flow = _Reader(
+            reader.where, reader.key(f"user_flows[{index}]"), table, _FLOW_KEYS
+        )
+        name = flow.get("name", str, None)
+        path = flow.get("path", str, None)
+        if not name or not path or not path.startswith("/"):
+            flow.fail("", "needs a name and a path starting with '/'")
+        method = flow.get("method", str, "GET").upper()
+        if method not in _METHODS:
+            flow.fail("method", f"{method!r} is not an HTTP method")
+        status = flow.get("expect_status", int, 200)
+        if not 100 <= status <= 599:
+            flow.fail("expect_status", f"{status} is not an HTTP status code")
+        built.append(
+            UserFlow(
+                name=name,
+                path=path,
+                method=method,
+                json=table.get("json"),
+                expect_status=status,
+                critical=flow.get("critical", bool, True),
+            )
+        )
+    return tuple(built)

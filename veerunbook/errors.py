@@ -1,0 +1,51 @@
+"""Exceptions raised by veerunbook.
+
+Every error that the command line turns into a one-line message derives from
+``VeerunbookError``:
+
+- ``ConfigError``: ``veerunbook.toml`` is malformed or contradictory (names the file,
+  the key and the reason).
+- ``UsageError``: the caller asked for something that cannot be done as given: an
+  unknown procedure or target, an invalid incident id, a rejected parameter. The command
+  line exits with code 2 and writes nothing.
+- ``ParameterError``: a ``UsageError`` for one notebook parameter.
+- ``JournalError``: the journal cannot be read or appended to.
+- ``RunError``: a run started but could not complete (kernel died, timeout, cell
+  error). The partial notebook has been archived; the command line exits with code 3.
+
+Network and protocol trouble with a target is never raised: probes return it as a
+recorded result.
+"""
+
+from __future__ import annotations
+
+
+class VeerunbookError(Exception):
+    """Base class of every error veerunbook raises on purpose."""
+
+
+class ConfigError(VeerunbookError):
+    """Raised when the configuration file is malformed or contradictory."""
+
+    def __init__(self, path: str, key: str, reason: str) -> None:
+        self.path = path
+        self.key = key
+        self.reason = reason
+        where = f"{path}: {key}" if key else path
+        super().__init__(f"invalid configuration in {where}: {reason}")
+
+
+class UsageError(VeerunbookError, ValueError):
+    """Raised for invalid input from the caller; nothing has been written yet."""
+
+
+class ParameterError(UsageError):
+    """Raised when a notebook parameter is unknown, mistyped or secret-looking."""
+
+
+class JournalError(VeerunbookError):
+    """Raised when an incident's journal cannot be read or appended to."""
+
+
+class RunError(VeerunbookError):
+    """Raised when a run could not complete; the partial notebook is archived."""
