@@ -1,0 +1,151 @@
+"""Security state of the simulated service: blocked addresses, events, login limits.
+
+The login limiter follows express-rate-limit's defaults for a login route: at most
+10 failed attempts per client address in a 15-minute window, then 429.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from veerunbook.simulator.seed import iso
+
+EventType = Literal[
+    "failed_login", "ip_blocked", "rate_limit_hit", "privilege_escalation_attempt"
+]
+Severity = Literal["low", "medium", "high"]
+
+SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+LOGIN_LIMIT = 10
+LOGIN_WINDOW_SECONDS = 900
+EVENT_CAPACITY = 2000
+TRACKED_ADDRESS_CAPACITY = 10_000
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """One entry of the security audit trail."""
+
+    time: float
+    type: EventType
+    ip: str
+    severity: Severity
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Render the event as an ``/api/audit/security`` entry."""
+        return {
+            "time": iso(datetime.fromtimestamp(self.time, UTC)),
+            "type": self.type,
+            "ip": self.ip,
+            "severity": self.severity,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class BlockedAddress:
+    """A blocked client address with why and when it was blocked."""
+
+    ip: str
+    reason: str
+    blocked_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Render the entry as in ``blockedIps`` and the block-ip response."""
+        return {
+            "ip": self.ip,
+            "reason": self.reason,
+            "blockedAt": iso(datetime.fromtimestamp(self.blocked_at, UTC)),
+        }
+
+
+class SecurityState:
+    """Thread-safe blocked addresses, audit events and security counters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blocked: dict[str, BlockedAddress] = {}
+        self._events: deque[SecurityEvent] = deque(maxlen=EVENT_CAPACITY)
+        self._failures: dict[str, deque[float]] = {}
+        self.blocked_total = 0
+        self.failed_logins_total = 0
+
+    def is_blocked(self, ip: str) -> bool:
+        """Return whether requests from ``ip`` are rejected."""
+        return ip in self._blocked
+
+    def block(self, ip: str, reason: str) -> tuple[BlockedAddress, bool]:
+        """Block ``ip``; return its entry and whether it was blocked already."""
+        with self._lock:
+            existing = self._blocked.get(ip)
+            if existing is not None:
+                return existing, True
+            entry = BlockedAddress(ip, reason, time.time())
+            self._blocked[ip] = entry
+            self.blocked_total += 1
+            self._add_event("ip_blocked", ip, "medium", f"blocked manually: {reason}")
+            return entry, False
+
+    def blocked(self) -> list[BlockedAddress]:
+        """Return the blocked addresses in the order they were blocked."""
+        with self._lock:
+            return list(self._blocked.values())
+
+    def login_allowed(self, ip: str) -> bool:
+        """Check ``ip`` against the failed-login limit, recording a hit when over it."""
+        with self._lock:
+            failures = self._recent_failures(ip)
+            if len(failures) < LOGIN_LIMIT:
+                return True
+            detail = f"{len(failures)} failed logins in {LOGIN_WINDOW_SECONDS} s"
+            self._add_event("rate_limit_hit", ip, "medium", detail)
+            return False
+
+    def record_failed_login(self, ip: str) -> None:
+        """Count a failed login from ``ip`` towards the limit and the audit trail."""
+        with self._lock:
+            self._recent_failures(ip).append(time.time())
+            self.failed_logins_total += 1
+            self._add_event("failed_login", ip, "low", "invalid email or password")
+
+    def events(self, min_severity: str, limit: int) -> list[SecurityEvent]:
+        """Return up to ``limit`` events at ``min_severity`` or above, newest first."""
+        floor = SEVERITY_RANK[min_severity]
+        with self._lock:
+            matching = (
+                event
+                for event in reversed(self._events)
+                if SEVERITY_RANK[event.severity] >= floor
+            )
+            return [event for _, event in zip(range(limit), matching, strict=False)]
+
+    def rate_limit_hits(self) -> int:
+        """Count ``rate_limit_hit`` events in the current limiter window."""
+        since = time.time() - LOGIN_WINDOW_SECONDS
+        with self._lock:
+            return sum(
+                1
+                for event in self._events
+                if event.type == "rate_limit_hit" and event.time >= since
+            )
+
+    def _recent_failures(self, ip: str) -> deque[float]:
+        if ip not in self._failures and len(self._failures) >= TRACKED_ADDRESS_CAPACITY:
+            # Forget the address tracked longest ago, so the table stays bounded.
+            del self._failures[next(iter(self._failures))]
+        failures = self._failures.setdefault(ip, deque(maxlen=LOGIN_LIMIT))
+        since = time.time() - LOGIN_WINDOW_SECONDS
+        while failures and failures[0] < since:
+            failures.popleft()
+        return failures
+
+    def _add_event(
+        self, kind: EventType, ip: str, severity: Severity, detail: str
+    ) -> None:
+        self._events.append(SecurityEvent(time.time(), kind, ip, severity, detail))
