@@ -1,0 +1,110 @@
+"""Procedures: the notebooks in the repository's ``notebooks/`` folder.
+
+A procedure is named by its notebook's file stem. Its title and purpose come from the
+first markdown cell: the first ``# `` heading is the title and the first line of
+ordinary text is the purpose. The environment variable ``VEERUNBOOK_NOTEBOOKS``
+replaces the folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from veerunbook.errors import UsageError
+
+__all__ = [
+    "NOTEBOOKS_ENV",
+    "Procedure",
+    "find_procedure",
+    "list_procedures",
+    "notebooks_dir",
+]
+
+NOTEBOOKS_ENV = "VEERUNBOOK_NOTEBOOKS"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A procedure notebook with the title and purpose from its header cell."""
+
+    name: str
+    path: Path
+    title: str
+    purpose: str
+
+
+def notebooks_dir() -> Path:
+    """Return the procedure folder: ``$VEERUNBOOK_NOTEBOOKS`` or ``<repo>/notebooks``.
+
+    The default assumes the editable install, where the package sits beside
+    ``notebooks/`` in the repository.
+    """
+    override = os.environ.get(NOTEBOOKS_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def list_procedures() -> list[Procedure]:
+    """Return every procedure in the folder, sorted by name."""
+    return [_load(path) for path in _notebook_paths()]
+
+
+def find_procedure(name: str) -> Procedure:
+    """Return the procedure called ``name``.
+
+    Raises UsageError naming the value, the closest known name and all known names.
+    """
+    path = notebooks_dir() / f"{name}.ipynb"
+    if _NAME.fullmatch(name) and path.is_file():
+        return _load(path)
+    known = [path.stem for path in _notebook_paths()]
+    matches = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {matches[0]!r}?" if matches else ""
+    raise UsageError(
+        f"unknown procedure {name!r}.{hint} Known procedures: "
+        f"{', '.join(known) or 'none'}."
+    )
+
+
+def _notebook_paths() -> list[Path]:
+    folder = notebooks_dir()
+    if not folder.is_dir():
+        raise UsageError(
+            f"procedure folder {str(folder)!r} not found; set {NOTEBOOKS_ENV} to the "
+            "folder that contains the procedure notebooks."
+        )
+    return sorted(folder.glob("*.ipynb"))
+
+
+def _load(path: Path) -> Procedure:
+    """Read a notebook's header cell into a Procedure."""
+    try:
+        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"procedure notebook {str(path)!r} cannot be read ({exc}); restore it "
+            "from version control."
+        ) from None
+    header = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    title, purpose = _title_and_purpose(header)
+    return Procedure(path.stem, path, title or path.stem, purpose)
+
+
+def _title_and_purpose(markdown: str) -> tuple[str, str]:
+    """Return the first ``# `` heading and the first line of ordinary text."""
+    title = purpose = ""
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        if line.startswith("# ") and not title:
+            title = line[2:].strip()
+        elif line and not line.startswith("#") and not purpose:
+            purpose = line
+    return title, purpose
