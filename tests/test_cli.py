@@ -1,0 +1,230 @@
+"""The command line end to end: triage on the embedded target, verify, bad input.
+
+Triage runs here are real: a subprocess runs ``veerunbook run``, which starts a Jupyter
+kernel, which starts the embedded target on a free loopback port. The metrics window is
+kept short (2 s) to bound the suite's time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from veerunbook.cli import main
+
+WINDOW = "2"
+PLANTED_PASSWORD = "Pl4nted-pw-7c1e"
+PLANTED_TOKEN = "planted-admin-token-5b9d2f"
+
+
+def run_cli(
+    *args: str, archive: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``veerunbook`` in a subprocess with its own archive and clean secrets."""
+    environment = {**os.environ, "VEERUNBOOK_ARCHIVE": str(archive)}
+    for name in ("VEEFORE_ADMIN_TOKEN", "DATABASE_URL", "VEERUNBOOK_CONFIG"):
+        environment.pop(name, None)
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "veerunbook.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=240,
+    )
+
+
+def only_incident(archive: Path) -> Path:
+    folders = [path for path in archive.iterdir() if path.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "exit_code", "classes"),
+    [
+        ("healthy", 0, {None, "P3"}),
+        ("db-outage", 1, {"P0"}),
+        ("error-spike", 1, {"P0", "P1"}),
+    ],
+)
+def test_triage_classifies_scenario(
+    tmp_path: Path, scenario: str, exit_code: int, classes: set[str | None]
+) -> None:
+    done = run_cli(
+        "run", "triage", "--target", f"demo:{scenario}", "-p", "window_seconds", WINDOW,
+        archive=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == exit_code, done.stderr[-2000:]
+    folder = only_incident(tmp_path)
+    incident = json.loads((folder / "incident.json").read_text())
+    assert incident["severity"] in classes
+    assert incident["acknowledged_at"] is not None
+    assert f"incident:  {folder.name}" in done.stdout
+    notebooks = list((folder / "runs").glob("*-triage.ipynb"))
+    assert len(notebooks) == 1
+    verified = run_cli("verify", folder.name, archive=tmp_path)
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_triage_db_outage_reasons(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "triage", "--target", "demo:db-outage", "-p", "window_seconds", WINDOW,
+        archive=tmp_path,
+    )  # fmt: skip
+    folder = only_incident(tmp_path)
+    lines = (folder / "journal.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    notes = [event for event in events if event["event"] == "note"]
+    classified = [note for note in notes if "classification" in note]
+    assert done.returncode == 1
+    assert len(classified) == 1
+    rules = {reason["rule"] for reason in classified[0]["classification"]["reasons"]}
+    assert "database unavailable" in rules
+    recommended = [note for note in notes if "recommended" in note]
+    names = {row["procedure"] for row in recommended[0]["recommended"]}
+    assert "database-connection" in names
+
+
+def test_verify_detects_every_edited_byte(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "triage", "--target", "demo:healthy", "-p", "window_seconds", "1",
+        archive=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = only_incident(tmp_path)
+    journal = folder / "journal.jsonl"
+    original = journal.read_bytes()
+    # Every byte of the first two lines, then every 37th byte of the rest.
+    second_end = original.index(b"\n", original.index(b"\n") + 1) + 1
+    positions = [*range(second_end), *range(second_end, len(original), 37)]
+    archive = ["--archive", str(tmp_path)]
+    undetected = []
+    for position in positions:
+        edited = bytearray(original)
+        edited[position] = ord("#") if edited[position] != ord("#") else ord("$")
+        journal.write_bytes(bytes(edited))
+        if main(["verify", folder.name, *archive]) != 1:
+            undetected.append(position)
+    journal.write_bytes(original)
+    assert undetected == []
+    assert main(["verify", folder.name, *archive]) == 0
+
+
+def test_verify_detects_changed_notebook(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "triage", "--target", "demo:healthy", "-p", "window_seconds", "1",
+        archive=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0
+    folder = only_incident(tmp_path)
+    notebook = next((folder / "runs").glob("*.ipynb"))
+    notebook.write_text(notebook.read_text().replace("healthy", "HEALTHY", 1))
+    assert main(["verify", folder.name, "--archive", str(tmp_path)]) == 1
+
+
+def test_planted_secrets_never_archived(tmp_path: Path) -> None:
+    database_url = f"postgresql://veefore:{PLANTED_PASSWORD}@127.0.0.1:5432/veefore"
+    secrets = {"DATABASE_URL": database_url, "VEEFORE_ADMIN_TOKEN": PLANTED_TOKEN}
+    done = run_cli(
+        "run", "triage", "--target", "demo:error-spike", "-p", "window_seconds", "1",
+        "--html", archive=tmp_path, env=secrets,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    folder = only_incident(tmp_path)
+    notebook = next((folder / "runs").glob("*.ipynb")).read_text()
+    assert "postgresql://veefore:***@127.0.0.1:5432/veefore" in notebook
+    for path in files_under(tmp_path):
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        assert PLANTED_PASSWORD not in text, path
+        assert PLANTED_TOKEN not in text, path
+    assert PLANTED_PASSWORD not in done.stdout + done.stderr
+    assert PLANTED_TOKEN not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["run", "triag"], "triag"),
+        (["run", "triage", "-p", "window_secs", "5"], "window_secs"),
+        (["run", "triage", "-p", "notify", "false"], "notify"),
+        (["run", "triage", "-p", "window_seconds", "nan"], "window_seconds"),
+        (["run", "triage", "-p", "window_seconds", "soon"], "window_seconds"),
+        (["run", "triage", "-p", "api_token", "abc123"], "api_token"),
+        (["run", "triage", "--incident", "../escape"], "../escape"),
+        (["run", "triage", "--incident", "a/b"], "a/b"),
+        (["run", "triage", "--target", "demo:meteor-strike"], "meteor-strike"),
+        (["run", "triage", "--target", "nowhere"], "nowhere"),
+        (["run", "triage", "-f", "missing.yaml"], "missing.yaml"),
+        (["show", "no-such-procedure"], "no-such-procedure"),
+        (["verify", "INC-does-not-exist"], "INC-does-not-exist"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_exits_2_writing_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    named: str,
+) -> None:
+    archive = tmp_path / "archive"
+    monkeypatch.setenv("VEERUNBOOK_ARCHIVE", str(archive))
+    monkeypatch.chdir(tmp_path)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert named in err
+    assert err.count("\n") == 1
+    assert err.startswith("veerunbook: error: ")
+    assert not archive.exists()
+
+
+def test_secret_parameter_value_not_echoed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VEERUNBOOK_ARCHIVE", str(tmp_path / "archive"))
+    code = main(["run", "triage", "-p", "db_password", PLANTED_PASSWORD])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert PLANTED_PASSWORD not in err
+
+
+def test_malformed_config_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "veerunbook.toml"
+    config.write_text(
+        '[targets.staging]\nbase_url = "http://127.0.0.1:8080"\nbase = 1\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VEERUNBOOK_ARCHIVE", str(tmp_path / "archive"))
+    code = main(["run", "triage", "--target", "staging"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "veerunbook.toml" in err
+    assert "targets.staging.base" in err
+    assert not (tmp_path / "archive").exists()
+
+
+def test_list_names_triage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("triage")
+
+
+def test_show_lists_parameters_with_units(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "triage"]) == 0
+    out = capsys.readouterr().out
+    assert "window_seconds" in out
+    assert "float" in out
+    assert "seconds between the two metrics scrapes" in out

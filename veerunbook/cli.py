@@ -1,0 +1,136 @@
+"""The ``veerunbook`` command line.
+
+Exit codes: 0 completed and healthy; 1 completed with findings (a failed check);
+2 invalid usage, configuration or parameters (nothing written); 3 the run could not
+complete (kernel died, timeout, notebook error), partial notebook kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from veerunbook.errors import RunError, UsageError, VeerunbookError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
+
+_log = logging.getLogger("veerunbook")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser whose errors are one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser with one subcommand per verb."""
+    parser = _Parser(prog="veerunbook", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", help="configuration file (default: ./veerunbook.toml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+
+    commands.add_parser("list", help="list the procedures with their purpose")
+
+    show = commands.add_parser("show", help="show a procedure's parameters")
+    show.add_argument("procedure", help="procedure name, e.g. triage")
+
+    run = commands.add_parser("run", help="run a procedure and archive the notebook")
+    run.add_argument("procedure", help="procedure name, e.g. triage")
+    run.add_argument("--incident", help="incident id (default: a new id, printed)")
+    run.add_argument(
+        "--target",
+        help="target name from the configuration, 'demo', 'demo:SCENARIO' or a base "
+        "URL such as http://127.0.0.1:8080 (default: the configured default_target)",
+    )
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a notebook parameter; the value is converted to the declared type",
+    )
+    run.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE.yaml",
+        help="YAML mapping of parameters; -p wins over a file for the same name",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="abort the whole run after this many seconds (default: no limit)",
+    )
+    run.add_argument(
+        "--cell-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="abort a cell that runs longer than this many seconds (default: no limit)",
+    )
+    run.add_argument(
+        "--archive",
+        help="archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)",
+    )
+    run.add_argument("--html", action="store_true", help="also write an HTML copy")
+
+    verify = commands.add_parser("verify", help="verify an incident's journal chain")
+    verify.add_argument("incident", help="incident id")
+    verify.add_argument("--archive", help="archive root (default: ./outputs)")
+
+    simulate = commands.add_parser("simulate", help="serve the embedded target")
+    simulate.add_argument("--scenario", default="healthy", help="fault scenario")
+    simulate.add_argument(
+        "--port", type=int, default=8080, help="TCP port (default 8080)"
+    )
+    simulate.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="loopback address to bind (default 127.0.0.1)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        from veerunbook import commands
+
+        return commands.dispatch(args)
+    except VeerunbookError as exc:
+        print(f"veerunbook: error: {_masked(str(exc))}", file=sys.stderr)
+        return EXIT_RUN_FAILED if isinstance(exc, RunError) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("veerunbook: interrupted", file=sys.stderr)
+        return EXIT_RUN_FAILED
+
+
+def _masked(message: str) -> str:
+    """Mask configured secrets in an error message, whatever went wrong before."""
+    from veerunbook.redact import Redactor
+
+    try:
+        from veerunbook.config import load_config
+
+        redactor = load_config().redactor()
+    except VeerunbookError:
+        redactor = Redactor.from_environment(["VEEFORE_ADMIN_TOKEN", "DATABASE_URL"])
+    return redactor.mask(message)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
