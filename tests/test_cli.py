@@ -11,7 +11,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -228,3 +231,46 @@ def test_show_lists_parameters_with_units(capsys: pytest.CaptureFixture[str]) ->
     assert "window_seconds" in out
     assert "float" in out
     assert "seconds between the two metrics scrapes" in out
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append((self.path, self.rfile.read(length)))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+def test_triage_sends_notification_to_webhook(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WebhookHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    secret_path = "/hooks/T000/B000/Zq8secretpathvalue"
+    webhook = f"http://127.0.0.1:{server.server_port}{secret_path}"
+    config = tmp_path / "veerunbook.toml"
+    config.write_text('[notify]\nwebhook_url_env = "TEST_WEBHOOK_URL"\n')
+    try:
+        done = run_cli(
+            "--config", str(config), "run", "triage", "--target", "demo:db-outage",
+            "-p", "window_seconds", "1", "-p", "notify", "True",
+            archive=tmp_path / "archive", env={"TEST_WEBHOOK_URL": webhook},
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert len(_WebhookHandler.received) == 1
+    path, body = _WebhookHandler.received[0]
+    message = json.loads(body)
+    folder = only_incident(tmp_path / "archive")
+    assert path == secret_path
+    assert message["text"].startswith(f"[P0] {folder.name}")
+    for archived in files_under(tmp_path / "archive"):
+        assert "Zq8secretpathvalue" not in archived.read_text(errors="replace")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,9 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
             f"--timeout must be a positive number of seconds, not {args.timeout}"
         )
 
+    # The kernel loads the configuration again; it must find the same file.
+    if config.path:
+        os.environ["VEERUNBOOK_CONFIG"] = str(Path(config.path).absolute())
     outcome = run_procedure(
         procedure.name,
         incident=args.incident,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from veerunbook.errors import ConfigError, UsageError
 from veerunbook.redact import Redactor
@@ -88,6 +88,9 @@ class Target:
                 "veerunbook.target.connect() first"
             )
         path = self.endpoints.get(endpoint, endpoint)
+        # Without the slash, "example.com" + ".evil.test/x" would name another host.
+        if not path.startswith("/"):
+            path = "/" + path
         return self.base_url.rstrip("/") + path
 
 
@@ -119,7 +122,7 @@ class Config:
 
     def resolve_target(self, spec: str | None = None) -> Target:
         """Resolve a target name, ``demo``, ``demo:SCENARIO`` or a base URL."""
-        spec = (spec or self.default_target).strip()
+        spec = (spec or "").strip() or self.default_target
         if spec in self.targets:
             return self.targets[spec]
         if spec == DEMO or spec.startswith(DEMO + ":"):
@@ -142,10 +145,16 @@ def _demo_target(spec: str) -> Target:
     if scenario not in SCENARIOS:
         names = ", ".join(sorted(SCENARIOS))
         raise UsageError(f"unknown demo scenario {scenario!r}; choose one of {names}")
+    from veerunbook.simulator.seed import DEMO_EMAIL, DEMO_PASSWORD
+
+    # The demo service's seeded account; a real target's flows come from the file.
+    login = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
+    publish = {"postId": 1, "dryRun": True}
+    schedule = {"caption": "synthetic check", "scheduledAt": "2099-01-01T09:00:00Z"}
     flows = (
-        UserFlow("login", "/api/auth/login", "POST", {"email": "demo@example.com"}),
-        UserFlow("schedule post", "/api/posts/schedule", "POST", {"caption": "drill"}),
-        UserFlow("instagram publish", "/api/instagram/publish", "POST", {"postId": 1}),
+        UserFlow("login", "/api/auth/login", "POST", login),
+        UserFlow("schedule post", "/api/posts/schedule", "POST", schedule, 201),
+        UserFlow("instagram publish", "/api/instagram/publish", "POST", publish),
         UserFlow("dashboard", "/api/dashboard/analytics", critical=False),
     )
     return Target(name=DEMO, base_url=None, user_flows=flows, scenario=scenario)
@@ -172,7 +181,12 @@ def load_config(path: str | Path | None = None) -> Config:
         data = tomllib.loads(found.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(where, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        reason = (
+            f"not UTF-8 text (invalid byte at offset {exc.start}); save it as UTF-8"
+        )
+        raise ConfigError(where, "", reason) from None
+    except OSError as exc:
         raise ConfigError(
             where, "", f"cannot be read ({exc.__class__.__name__})"
         ) from None
@@ -183,9 +197,22 @@ def load_config(path: str | Path | None = None) -> Config:
     return build_config(data, where)
 
 
+def split_http_url(value: str) -> SplitResult | None:
+    """Split an http(s) URL with a host name; return None for anything else."""
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError for a port that is not 0-65535)
+    except ValueError:  # an unclosed IPv6 bracket or an invalid port
+        return None
+    if parts.scheme not in ("http", "https") or not hostname:
+        return None
+    return parts
+
+
 def _check_target_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = split_http_url(value)
+    if parts is None:
         raise UsageError(
             f"target {value!r} is not an http(s) URL; use e.g. http://127.0.0.1:8080"
         )

@@ -7,10 +7,10 @@ silently falls back to its default is worse than no configuration at all.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
 
 from veerunbook.config import (
     DEFAULT_ENDPOINTS,
@@ -20,11 +20,13 @@ from veerunbook.config import (
     Target,
     Timeouts,
     UserFlow,
+    split_http_url,
 )
 from veerunbook.errors import ConfigError
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Matched with fullmatch: "$" would also accept a name that ends in a newline.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 _TOP_KEYS = {"default_target", "targets", "contacts", "secrets", "notify"}
 _TARGET_KEYS = {
@@ -59,7 +61,7 @@ class _Reader:
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix and name else self.prefix or name
 
-    def fail(self, name: str, reason: str) -> None:
+    def fail(self, name: str, reason: str) -> NoReturn:
         raise ConfigError(self.where, self.key(name), reason)
 
     def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -72,7 +74,7 @@ class _Reader:
 
     def env_name(self, name: str, default: str | None) -> str | None:
         value = self.get(name, str, default)
-        if value is not None and not _ENV_NAME.match(value):
+        if value is not None and not _ENV_NAME.fullmatch(value):
             self.fail(name, f"{value!r} is not an environment variable name")
         return value  # type: ignore[no-any-return]
 
@@ -109,7 +111,7 @@ def build_config(data: Mapping[str, Any], where: str) -> Config:
     secrets = _Reader(where, "secrets", data.get("secrets", {}), {"env"})
     secret_env = secrets.get("env", list, [])
     for index, name in enumerate(secret_env):
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             secrets.fail(
                 f"env[{index}]", f"{name!r} is not an environment variable name"
             )
@@ -129,7 +131,7 @@ def build_config(data: Mapping[str, Any], where: str) -> Config:
 
 def _build_target(where: str, name: str, table: Any) -> Target:
     reader = _Reader(where, f"targets.{name}", table, _TARGET_KEYS)
-    if name == DEMO or not _TARGET_NAME.match(name):
+    if name == DEMO or not _TARGET_NAME.fullmatch(name):
         reader.fail(
             "", "target names are letters, digits, '.', '_' and '-', not 'demo'"
         )
@@ -155,8 +157,8 @@ def _build_target(where: str, name: str, table: Any) -> Target:
 
 
 def _check_url(reader: _Reader, value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = split_http_url(value)
+    if parts is None:
         reader.fail("base_url", f"{value!r} is not an http(s) URL")
     if parts.username or parts.password:
         reader.fail(
@@ -182,9 +184,11 @@ def _build_timeouts(where: str, name: str, table: Any) -> Timeouts:
     reader = _Reader(where, f"targets.{name}.timeouts", table, keys)
     defaults = Timeouts()
     connect = reader.positive("connect_seconds", defaults.connect_seconds)
+    if connect > 60:
+        reader.fail("connect_seconds", f"must be at most 60, not {connect:g}")
     read = reader.positive("read_seconds", defaults.read_seconds)
-    if connect > 60 or read > 300:
-        reader.fail("", "connect_seconds is at most 60 and read_seconds at most 300")
+    if read > 300:
+        reader.fail("read_seconds", f"must be at most 300, not {read:g}")
     max_body = reader.get("max_body_bytes", int, defaults.max_body_bytes)
     if max_body < 1024:
         reader.fail("max_body_bytes", f"must be at least 1024, not {max_body}")
@@ -192,7 +196,9 @@ def _build_timeouts(where: str, name: str, table: Any) -> Timeouts:
 
 
 def _build_commands(where: str, name: str, table: Any) -> dict[str, str]:
-    reader = _Reader(where, f"targets.{name}.commands", table, set(table or {}))
+    # Any role name is allowed, so the known keys are the table's own.
+    roles = set(table) if isinstance(table, Mapping) else set()
+    reader = _Reader(where, f"targets.{name}.commands", table, roles)
     commands: dict[str, str] = {}
     for key in reader.table:
         command = reader.get(key, str, None)
@@ -211,21 +217,32 @@ def _build_flows(reader: _Reader, flows: Any) -> tuple[UserFlow, ...]:
             reader.where, reader.key(f"user_flows[{index}]"), table, _FLOW_KEYS
         )
         name = flow.get("name", str, None)
+        if not name:
+            flow.fail("name", "missing; every user flow needs a name")
         path = flow.get("path", str, None)
-        if not name or not path or not path.startswith("/"):
-            flow.fail("", "needs a name and a path starting with '/'")
+        if path is None:
+            flow.fail("path", "missing; every user flow needs a path starting with '/'")
+        if not path.startswith("/"):
+            flow.fail("path", f"{path!r} must be a path starting with '/'")
         method = flow.get("method", str, "GET").upper()
         if method not in _METHODS:
             flow.fail("method", f"{method!r} is not an HTTP method")
         status = flow.get("expect_status", int, 200)
         if not 100 <= status <= 599:
             flow.fail("expect_status", f"{status} is not an HTTP status code")
+        body = table.get("json")
+        try:
+            json.dumps(body, allow_nan=False)
+        except (TypeError, ValueError):
+            flow.fail(
+                "json", "must be JSON data; TOML dates, times, nan and inf are not"
+            )
         built.append(
             UserFlow(
                 name=name,
                 path=path,
                 method=method,
-                json=table.get("json"),
+                json=body,
                 expect_status=status,
                 critical=flow.get("critical", bool, True),
             )

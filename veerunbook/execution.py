@@ -16,6 +16,7 @@ import os
 import platform
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -163,7 +164,8 @@ def execute_notebook(
                     parameters=dict(parameters),
                     kernel_name=KERNEL_NAME,
                     kernel_manager_class=manager,
-                    progress_bar=False,
+                    # A cell-by-cell bar on an interactive terminal; cron gets none.
+                    progress_bar=sys.stderr.isatty(),
                     log_output=True,
                     execution_timeout=cell_timeout,
                 )

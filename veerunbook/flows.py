@@ -1,8 +1,8 @@
 """Synthetic requests for a target's critical user flows.
 
-Flows run in the configured order on one connection. When a flow's JSON answer carries
-a ``token`` or ``accessToken`` (a login), later flows send it as a bearer token, and the
-token is added to the session's redactor so it is masked like any configured secret.
+Flows run in the configured order. When a flow's JSON response contains a ``token`` or
+``accessToken`` (a login), later flows send it as a bearer token. The token is added to
+the session's redactor, so it is masked like any configured secret.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ def run_user_flows(session: Session) -> list[FlowResult]:
         )
         ok = result.http_status == flow.expect_status
         _remember_token(session, result, headers)
-        status = "pass" if ok else ("fail" if result.status != "error" else "error")
+        status = "pass" if ok else "fail"
+        if not ok and result.status == "error":
+            status = "error"
         session.run.check(
             f"user flow: {flow.name}",
             status,

@@ -29,7 +29,7 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4
 
 _URL_PASSWORD = re.compile(
-    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)"
+    r"(?<![A-Za-z0-9+.\-])(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)"
     r"(?P<pw>[^\s@/'\"]+)(?P<at>@)"
 )
 _KEYWORD_PASSWORD = re.compile(
@@ -48,7 +48,7 @@ def _variants(value: str) -> set[str]:
         quote(value, safe=""),
         quote_plus(value, safe=""),
         json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=True)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
     }
     raw = value.encode("utf-8")
     forms.add(base64.b64encode(raw).decode("ascii").rstrip("="))
@@ -56,38 +56,49 @@ def _variants(value: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
-def _decode_base64(blob: str) -> str | None:
-    """Decode a base64 or base64url blob to text, or return None if it is neither."""
-    padded = blob + "=" * (-len(blob) % 4)
-    for decoder in (base64.b64decode, base64.urlsafe_b64decode):
+def _decode_base64(blob: str) -> list[bytes]:
+    """Decode a blob as base64 and as base64url; return the decodings that succeed.
+
+    Decoding is strict: the lenient default would drop the other alphabet's ``-_`` or
+    ``+/`` and shift every later byte. The result stays bytes because a secret may sit
+    among bytes that are not UTF-8.
+    """
+    padded = blob.rstrip("=")
+    padded += "=" * (-len(padded) % 4)
+    decoded = []
+    for alphabet in (None, b"-_"):
         try:
-            return decoder(padded).decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            decoded.append(base64.b64decode(padded, altchars=alphabet, validate=True))
+        except (binascii.Error, ValueError):
             continue
-    return None
+    return decoded
 
 
 class Redactor:
     """Mask known secret values and URL passwords in text and nested data."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+        self._values: list[str] = []
+        self._pattern: re.Pattern[str] | None = None
+        for value in secrets:
+            self.add(value)
+
+    def add(self, value: str) -> None:
+        """Mask ``value`` (and its password, if it is a URL) from now on."""
+        if not value or len(value) < MIN_SECRET_LENGTH or value in self._values:
+            return
+        values = {*self._values, value}
         # A database URL's password is a secret of its own: it may be echoed without
         # the rest of the URL.
-        for value in list(values):
-            password = _url_password(value)
-            if password and len(password) >= MIN_SECRET_LENGTH:
-                values.add(unquote(password))
+        password = unquote(_url_password(value) or "")
+        if len(password) >= MIN_SECRET_LENGTH:
+            values.add(password)
         self._values = sorted(values, key=len, reverse=True)
         forms: set[str] = set()
-        for value in self._values:
-            forms |= _variants(value)
-        self._forms = sorted(forms, key=len, reverse=True)
-        self._pattern = (
-            re.compile("|".join(re.escape(form) for form in self._forms))
-            if self._forms
-            else None
-        )
+        for known in self._values:
+            forms |= _variants(known)
+        ordered = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(form) for form in ordered))
 
     @classmethod
     def from_environment(
@@ -129,9 +140,9 @@ class Redactor:
         return obj
 
     def _mask_blob(self, match: re.Match[str]) -> str:
-        decoded = _decode_base64(match.group(0))
-        if decoded and any(value in decoded for value in self._values):
-            return MASK
+        for decoded in _decode_base64(match.group(0)):
+            if any(value.encode("utf-8") in decoded for value in self._values):
+                return MASK
         return match.group(0)
 
 
@@ -162,13 +173,20 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = self.redactor.mask(message)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # Arguments that do not fit the format string: a handler would print a
+            # logging error, but a filter runs outside that guard and would raise
+            # into the caller. Keep both parts, masked, instead.
+            message = f"{record.msg} {record.args!r}"
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = self.redactor.mask(
-                logging.Formatter().formatException(record.exc_info)
-            )
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
-        record.msg = masked
+        if record.exc_text:
+            record.exc_text = self.redactor.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.mask(record.stack_info)
+        record.msg = self.redactor.mask(message)
         record.args = None
         return True

@@ -75,7 +75,7 @@ POOL_P2 = 0.80  # information alert: pool utilisation above 80 %
 
 @dataclass
 class Signals:
-    """What triage observed, reduced to the facts the classes are defined by."""
+    """Observations reduced to the facts that the classes are defined by."""
 
     service_unreachable: bool = False
     service_unhealthy: bool = False
@@ -233,7 +233,7 @@ def _other(s: Signals) -> list[Reason]:
 
 @dataclass(frozen=True)
 class EscalationStep:
-    """Who is engaged from one elapsed time to the next."""
+    """One row of the escalation matrix: an elapsed-time span and who is engaged."""
 
     start_minute: int
     end_minute: int | None

@@ -301,7 +301,7 @@ def _quantile_ms(quantile: metrics.Quantile | None) -> float | None:
 
 
 def probe_row(result: ProbeResult) -> dict[str, Any]:
-    """One table row for a probe: endpoint, status, HTTP status, latency, reason."""
+    """Return a table row for a probe: status, HTTP status, latency and reason."""
     verdict = result.health.overall if result.health else None
     return {
         "check": result.name,
@@ -314,7 +314,7 @@ def probe_row(result: ProbeResult) -> dict[str, Any]:
 
 
 def group_row(group: ErrorGroup) -> dict[str, Any]:
-    """One table row for an error group."""
+    """Return a table row for an error group."""
     return {
         "count": group.count,
         "signature": group.signature,

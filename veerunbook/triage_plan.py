@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 NOTIFY_TIMEOUT_SECONDS = 5.0
 
-# Which procedure follows from which finding, in the order the runbook lists them.
+# Follow-up procedures with the finding that calls for each, in the runbook's order.
 _PROCEDURES = (
     ("database-connection", "the database is unreachable or its pool is strained"),
     ("high-error-rate", "5xx responses are above the alert thresholds"),
@@ -54,7 +54,7 @@ def record_class(triage: Triage, title: str = "") -> dict[str, Any]:
 
 
 def archive_root_of(triage: Triage) -> Any:
-    """The archive root that holds this run's incident folder."""
+    """Return the archive root that contains this run's incident folder."""
     return triage.session.run.incident_dir.parent or archive_root(None)
 
 
