@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from veerunbook.journal import verify
+from veerunbook.verify import verify
 
 RUNS = 20
 NOTEBOOKS = Path(__file__).parent / "notebooks"

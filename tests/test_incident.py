@@ -21,7 +21,8 @@ from veerunbook.incident import (
     load_incident,
     open_or_update,
 )
-from veerunbook.journal import Journal, verify
+from veerunbook.journal import Journal
+from veerunbook.verify import verify
 
 
 def events_of(folder: Path) -> list[str]:

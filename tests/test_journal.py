@@ -22,10 +22,10 @@ from veerunbook.journal import (
     new_incident_id,
     sha256_file,
     validate_incident_id,
-    verify,
     write_atomic,
 )
 from veerunbook.redact import Redactor
+from veerunbook.verify import verify
 
 TIME_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 

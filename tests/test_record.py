@@ -12,9 +12,10 @@ import pytest
 
 from veerunbook.errors import JournalError, UsageError
 from veerunbook.incident import ARCHIVE_ENV, open_or_update
-from veerunbook.journal import JOURNAL_FILE, Journal, verify
+from veerunbook.journal import JOURNAL_FILE, Journal
 from veerunbook.record import INCIDENT_ENV, RUN_ID_ENV, RunContext, start_run
 from veerunbook.redact import Redactor
+from veerunbook.verify import verify
 
 TOKEN = "vbtok_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 PASSWORD = "Xk9#vQ2!rb-2026"

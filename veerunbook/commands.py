@@ -147,7 +147,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 def _verify(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
     from veerunbook.incident import archive_root, incident_dir
-    from veerunbook.journal import verify
+    from veerunbook.verify import verify
 
     folder = incident_dir(archive_root(args.archive), args.incident)
     if not folder.is_dir():

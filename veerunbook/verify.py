@@ -1,0 +1,175 @@
+"""Verification of an incident's journal chain, head and run notebooks.
+
+``verify`` re-reads the journal under a shared lock and checks every line's hash link,
+its sequence number, the head file, and the SHA-256 of each run notebook that a
+``run.finished`` line records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
+
+from veerunbook.journal import (
+    GENESIS,
+    HEAD_FILE,
+    JOURNAL_FILE,
+    LOCK_FILE,
+    file_lock,
+    sha256_file,
+    sha256_line,
+)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of ``verify``: the first problem found, or ``ok``.
+
+    ``line`` is the journal line of the problem and ``path`` the file (relative to the
+    incident folder) that has it. ``events`` counts the lines found intact before the
+    first problem, or all lines when the journal is intact.
+    """
+
+    ok: bool
+    problem: str | None
+    line: int | None
+    path: str | None
+    events: int
+
+
+class _Broken(Exception):
+    def __init__(self, problem: str, path: str = JOURNAL_FILE) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path = path
+
+
+def verify(incident_dir: Path) -> VerifyResult:
+    """Check the journal's hash chain, seq order, head and recorded run notebooks.
+
+    Every line must be strict JSON whose ``seq`` is its line number and whose ``prev``
+    is the hash of the line before it. Every ``run.finished`` line with a ``notebook``
+    needs that file, inside the incident folder, with the recorded ``notebook_sha256``.
+    """
+    incident_dir = Path(incident_dir)
+    try:
+        with file_lock(incident_dir / LOCK_FILE, shared=True):
+            data = (incident_dir / JOURNAL_FILE).read_bytes()
+            head = _read_head(incident_dir / HEAD_FILE)
+    except FileNotFoundError:
+        problem = f"{JOURNAL_FILE} not found in {incident_dir}"
+        return VerifyResult(False, problem, None, JOURNAL_FILE, 0)
+
+    lines = data.split(b"\n")
+    complete, rest = lines[:-1], lines[-1]
+    previous = GENESIS
+    hashes = []
+    for number, line in enumerate(complete, start=1):
+        try:
+            _check_line(incident_dir, number, line, previous)
+        except _Broken as broken:
+            return VerifyResult(False, broken.problem, number, broken.path, number - 1)
+        previous = sha256_line(line)
+        hashes.append(previous)
+
+    count = len(complete)
+    if rest:
+        problem = f"line {count + 1} is incomplete: it does not end with a line feed"
+        return VerifyResult(False, problem, count + 1, JOURNAL_FILE, count)
+    head_problem = _check_head(head, hashes)
+    if head_problem:
+        return VerifyResult(False, head_problem, None, HEAD_FILE, count)
+    return VerifyResult(True, None, None, None, count)
+
+
+def _check_line(incident_dir: Path, number: int, line: bytes, previous: str) -> None:
+    try:
+        record = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise _Broken(f"line {number} is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise _Broken(f"line {number} is not a JSON object")
+    seq = record.get("seq")
+    if seq != number or isinstance(seq, bool):
+        raise _Broken(
+            f"line {number} has seq {seq!r}, expected {number}: "
+            "a line was removed, inserted or moved"
+        )
+    if record.get("prev") != previous:
+        raise _Broken(
+            f"line {number} has prev {str(record.get('prev'))[:12]!r}..., expected the "
+            f"SHA-256 of line {number - 1} ({previous[:12]}...): the line before it "
+            "was changed, or a line was removed, inserted or moved"
+        )
+    if not isinstance(record.get("event"), str) or not isinstance(
+        record.get("time"), str
+    ):
+        raise _Broken(f"line {number} has no event name or time")
+    if record["event"] == "run.finished" and record.get("notebook") is not None:
+        _check_notebook(incident_dir, number, record)
+
+
+def _check_notebook(incident_dir: Path, number: int, record: dict[str, Any]) -> None:
+    name = record["notebook"]
+    expected = record.get("notebook_sha256")
+    if not isinstance(name, str) or not isinstance(expected, str):
+        raise _Broken(f"line {number} records a notebook without a path and SHA-256")
+    relative = PurePath(name)
+    inside = (incident_dir / relative).resolve().is_relative_to(incident_dir.resolve())
+    if relative.is_absolute() or ".." in relative.parts or not inside:
+        raise _Broken(f"line {number} records notebook {name!r} outside the incident")
+    try:
+        actual = sha256_file(incident_dir / relative)
+    except FileNotFoundError:
+        raise _Broken(
+            f"run notebook {name} recorded on line {number} is missing", name
+        ) from None
+    if actual != expected:
+        raise _Broken(
+            f"run notebook {name} recorded on line {number} was changed: its SHA-256 "
+            f"is {actual[:12]}..., the journal records {expected[:12]}...",
+            name,
+        )
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in strict JSON")
+
+
+def _read_head(path: Path) -> dict[str, Any] | None:
+    try:
+        head = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}
+    return head if isinstance(head, dict) else {}
+
+
+def _check_head(head: dict[str, Any] | None, hashes: list[str]) -> str | None:
+    """Compare the head with the chain.
+
+    A head one line behind the journal passes, because a crash between the journal
+    write and the head write leaves exactly that.
+    """
+    count = len(hashes)
+    if head is None:
+        return None if count <= 1 else f"{HEAD_FILE} is missing"
+    seq, digest = head.get("seq"), head.get("sha256")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        return f"{HEAD_FILE} has no valid seq"
+    if not isinstance(digest, str):
+        return f"{HEAD_FILE} has no sha256"
+    if seq > count:
+        return (
+            f"{HEAD_FILE} records line {seq} but the journal ends at line {count}: "
+            "lines were removed from the end"
+        )
+    if seq < count - 1 or hashes[seq - 1] != digest:
+        return (
+            f"{HEAD_FILE} does not match line {seq}: the last lines of the journal "
+            "were changed or replaced"
+        )
+    return None
