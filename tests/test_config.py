@@ -667,3 +667,33 @@ def test_redactor_masks_configured_values(tmp_path: Path) -> None:
     redactor = config.redactor(environ)
     assert redactor.mask("open sqlite:///srv/db-9f8e7d.sqlite") == "open ***"
     assert redactor.mask("visible") == "visible"
+
+
+def test_flow_json_env_fills_body(tmp_path: Path) -> None:
+    path = tmp_path / "veerunbook.toml"
+    path.write_text(
+        '[targets.app]\nbase_url = "http://127.0.0.1:8080"\n'
+        "[[targets.app.user_flows]]\n"
+        'name = "login"\npath = "/api/auth/login"\nmethod = "POST"\n'
+        'json = { email = "synthetic@example.com" }\n'
+        'json_env = { password = "SYNTHETIC_PASSWORD" }\n'
+    )
+    config = load_config(path)
+    flow = config.targets["app"].user_flows[0]
+    filled = flow.body({"SYNTHETIC_PASSWORD": "s3cret-pw"})
+    unset = flow.body({})
+    assert filled == {"email": "synthetic@example.com", "password": "s3cret-pw"}
+    assert unset == {"email": "synthetic@example.com"}
+    assert "SYNTHETIC_PASSWORD" in config.secret_env_names()
+
+
+def test_flow_json_env_rejects_bad_name(tmp_path: Path) -> None:
+    path = tmp_path / "veerunbook.toml"
+    path.write_text(
+        '[targets.app]\nbase_url = "http://127.0.0.1:8080"\n'
+        "[[targets.app.user_flows]]\n"
+        'name = "login"\npath = "/login"\njson_env = { password = "NOT A NAME" }\n'
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "targets.app.user_flows[0].json_env.password" in str(raised.value)

@@ -56,6 +56,21 @@ class UserFlow:
     json: Any = None
     expect_status: int = 200
     critical: bool = True
+    json_env: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self, environ: Mapping[str, str] | None = None) -> Any:
+        """Return the JSON body with its ``json_env`` fields read from the environment.
+
+        A variable that is unset leaves its field out, so the flow fails visibly.
+        """
+        if not self.json_env:
+            return self.json
+        env = os.environ if environ is None else environ
+        body = dict(self.json) if isinstance(self.json, Mapping) else {}
+        for key, variable in self.json_env.items():
+            if env.get(variable):
+                body[key] = env[variable]
+        return body
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,9 @@ class Config:
         names = set(self.secret_env)
         names.update(t.admin_token_env for t in self.targets.values())
         names.update(t.database_url_env for t in self.targets.values())
+        for target in self.targets.values():
+            for flow in target.user_flows:
+                names.update(flow.json_env.values())
         names.update(("VEEFORE_ADMIN_TOKEN", "DATABASE_URL"))
         if self.notify_webhook_env:
             names.add(self.notify_webhook_env)

@@ -39,7 +39,15 @@ _TARGET_KEYS = {
     "user_flows",
     "app_repo",
 }
-_FLOW_KEYS = {"name", "path", "method", "json", "expect_status", "critical"}
+_FLOW_KEYS = {
+    "name",
+    "path",
+    "method",
+    "json",
+    "json_env",
+    "expect_status",
+    "critical",
+}
 
 
 class _Reader:
@@ -237,6 +245,8 @@ def _build_flows(reader: _Reader, flows: Any) -> tuple[UserFlow, ...]:
             flow.fail(
                 "json", "must be JSON data; TOML dates, times, nan and inf are not"
             )
+        if "json_env" in table and not isinstance(body, dict | None):
+            flow.fail("json_env", "needs json to be a table, or no json at all")
         built.append(
             UserFlow(
                 name=name,
@@ -245,6 +255,20 @@ def _build_flows(reader: _Reader, flows: Any) -> tuple[UserFlow, ...]:
                 json=body,
                 expect_status=status,
                 critical=flow.get("critical", bool, True),
+                json_env=_build_json_env(flow, table.get("json_env", {})),
             )
         )
     return tuple(built)
+
+
+def _build_json_env(flow: _Reader, table: Any) -> dict[str, str]:
+    """Read ``json_env``: body field name to the environment variable that fills it."""
+    if not isinstance(table, dict):
+        flow.fail("json_env", 'must be a table of field = "VARIABLE_NAME"')
+    for field_name, variable in table.items():
+        if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
+            flow.fail(
+                f"json_env.{field_name}",
+                f"{variable!r} is not an environment variable name",
+            )
+    return dict(table)

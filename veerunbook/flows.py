@@ -66,7 +66,7 @@ def run_user_flows(session: Session) -> list[FlowResult]:
             name=f"user flow: {flow.name}",
             expect="json",
             method=flow.method,
-            json_body=flow.json,
+            json_body=flow.body(),
             headers=headers,
             record=False,
         )
