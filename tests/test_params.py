@@ -319,7 +319,7 @@ def test_secret_name_rejected(
         resolve_parameters(case_specs, [("allow_restart", "false"), (name, value)], [])
     message = str(raised.value)
     assert f"parameter {name!r} looks like a secret" in message
-    assert "admin_token_env / database_url_env / secret_env" in message
+    assert "admin_token_env, database_url_env or [secrets] env" in message
     assert value not in message
 
 

@@ -141,7 +141,7 @@ def open_or_update(
     if redactor is None:
         redactor = Redactor()
     if title is not None:
-        title = redactor.mask(_check_title(title))
+        title = redactor.mask(check_title(title))
     folder = incident_dir(archive, incident_id)
     (folder / RUNS_DIR).mkdir(parents=True, exist_ok=True)
 
@@ -197,7 +197,8 @@ def _check_severity(severity: str | None) -> None:
         )
 
 
-def _check_title(title: str) -> str:
+def check_title(title: str) -> str:
+    """Return the stripped title, or raise UsageError if it is not one short line."""
     title = title.strip()
     if len(title) > MAX_TITLE_LENGTH or any(ord(c) < 32 for c in title):
         raise UsageError(

@@ -23,6 +23,9 @@ reads ``no`` as false and ``0042`` as the octal number 34. An int is accepted fo
 float. ``-p`` overrides ``-f`` for the same name, and a later file overrides an
 earlier one.
 
+A number's help text may end with its allowed range, ``[low..high]`` (either end may
+be left open); values outside it are rejected like a wrong type.
+
 Names that look like credentials and URLs with a password are rejected before any
 other check, without echoing the value, because secrets belong in the environment
 variables that ``veerunbook.toml`` names.
@@ -80,6 +83,37 @@ class ParamSpec:
     type: ParamType
     default: Any
     help: str
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The ``[low..high]`` range a number's help text ends with, if any."""
+        match = _RANGE.search(self.help)
+        if match is None or self.type.base not in (int, float):
+            return None, None
+        low, high = match.group("low"), match.group("high")
+        return (float(low) if low else None), (float(high) if high else None)
+
+    def check_range(self, value: Any, origin: str) -> None:
+        """Raise ParameterError when a number is outside the declared range."""
+        low, high = self.bounds
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return
+        if (low is not None and value < low) or (high is not None and value > high):
+            shown = f"[{_number(low)}..{_number(high)}]"
+            raise ParameterError(
+                f"parameter {self.name!r} from {origin} has value {value!r} outside "
+                f"its range {shown}; give a value within it."
+            )
+
+
+# A help text may end with a range for a number, e.g. "# seconds [1..3600]".
+_RANGE = re.compile(r"\[(?P<low>-?[0-9.]+)?\.\.(?P<high>-?[0-9.]+)?\]\s*$")
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -171,6 +205,8 @@ def resolve_parameters(
     for name, text in cli:
         spec = _known_spec(by_name, name)
         resolved.assign(name, convert_text(spec.type, name, text), CLI)
+    for name, value in resolved.items():
+        by_name[name].check_range(value, resolved.provenance()[name]["source"])
     return resolved
 
 
@@ -189,6 +225,7 @@ def validate_values(
     for name, value in values.items():
         spec = _known_spec(by_name, name)
         checked[name] = check_value(spec.type, name, value, "the caller")
+        spec.check_range(checked[name], "the caller")
     return checked
 
 
@@ -199,7 +236,7 @@ def _reject_secret(name: str, value: Any) -> None:
         return
     raise ParameterError(
         f"parameter {name!r} {problem}; put it in the environment variable named in "
-        "veerunbook.toml (admin_token_env / database_url_env / secret_env) instead."
+        "veerunbook.toml (admin_token_env, database_url_env or [secrets] env) instead."
     )
 
 
@@ -261,6 +298,11 @@ def _load_yaml_mapping(path: Path) -> dict[str, Any]:
     """Load a ``-f`` parameter file, which must contain a mapping with string keys."""
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"parameter file {str(path)!r} is not UTF-8 (invalid byte at offset "
+            f"{exc.start}); save it as UTF-8."
+        ) from None
     except OSError as exc:
         raise UsageError(
             f"failed to read parameter file {str(path)!r}: {exc.strerror}; "
@@ -268,6 +310,10 @@ def _load_yaml_mapping(path: Path) -> dict[str, Any]:
         ) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise UsageError(
+            f"parameter file {str(path)!r} is nested too deeply; flatten it."
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -10,6 +10,7 @@ import ast
 import io
 import math
 import re
+import sys
 import tokenize
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -156,7 +157,9 @@ def _has_base(base: type, value: Any) -> bool:
     if isinstance(value, bool):
         return base is bool
     if base is float:
-        return isinstance(value, int | float) and math.isfinite(value)
+        if isinstance(value, int):
+            return abs(value) <= sys.float_info.max
+        return isinstance(value, float) and math.isfinite(value)
     return isinstance(value, base)
 
 
