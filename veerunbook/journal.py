@@ -320,3 +320,22 @@ def _seq_of(line: bytes, path: Path) -> int:
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise JournalError(f"the last line of {path} has a non-integer seq {seq!r}.")
     return seq
+
+
+def readable_events(path: Path) -> list[dict[str, Any]]:
+    """Parse the journal line by line, skipping lines that are not valid JSON.
+
+    A damaged line from earlier must not cost this run its record; ``verify``
+    reports the damage.
+    """
+    events = []
+    with open(path, "rb") as journal:
+        for number, line in enumerate(journal, start=1):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                _log.warning("journal %s line %d is not valid JSON", path, number)
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+    return events

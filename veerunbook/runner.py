@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -35,8 +36,10 @@ from veerunbook.execution import (
 )
 from veerunbook.incident import ARCHIVE_ENV, RUNS_DIR, incident_dir, open_or_update
 from veerunbook.journal import (
+    JOURNAL_FILE,
     Journal,
     new_incident_id,
+    readable_events,
     sha256_file,
     validate_incident_id,
 )
@@ -141,7 +144,10 @@ def run_procedure(
         _journal_start(run, values, sources)
 
         # Everything unmasked stays in a private folder that is removed afterwards.
-        with tempfile.TemporaryDirectory(prefix="veerunbook-") as private:
+        # A runner killed with SIGKILL cannot remove its folder, so the next run does.
+        remove_orphaned_private_dirs()
+        with tempfile.TemporaryDirectory(prefix=PRIVATE_PREFIX) as private:
+            (Path(private) / OWNER_FILE).write_text(str(os.getpid()))
             standard = {"incident": incident_id, "target": target, "archive": str(root)}
             result = execute_notebook(
                 found.path,
@@ -181,7 +187,7 @@ def run_procedure(
             duration_s=duration,
             notebook=run.relative(notebook),
             notebook_sha256=sha256_file(notebook),
-            files=[run.relative(path) for path in files],
+            files={run.relative(path): sha256_file(path) for path in files},
             counts=counts,
         )
 
@@ -269,12 +275,48 @@ def _load_output(result: ExecutionResult, found: Procedure) -> dict[str, Any]:
 def _count_checks(run: _Run) -> dict[str, int]:
     """Count the checks that the notebook journaled for this run, by status."""
     counts = dict.fromkeys(CHECK_STATUSES, 0)
-    for event in run.journal.events():
+    path = run.journal.incident_dir / JOURNAL_FILE
+    for event in readable_events(path):
         if event.get("event") == "check" and event.get("run") == run.run_id:
             status = event.get("status")
             if status in counts:
                 counts[status] += 1
     return counts
+
+
+PRIVATE_PREFIX = "veerunbook-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_orphaned_private_dirs() -> list[Path]:
+    """Remove private run folders whose runner process no longer exists.
+
+    Such a folder holds an unmasked notebook and the kernel's connection file. Only
+    folders with an owner file written by a runner are considered. Returns the
+    folders removed.
+    """
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(PRIVATE_PREFIX + "*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if owner == os.getpid() or _process_exists(owner):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        _log.warning("removed %s left behind by runner process %d", folder, owner)
+        removed.append(folder)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _status(completed: bool, aborted: bool, counts: Mapping[str, int]) -> str:

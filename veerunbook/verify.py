@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from veerunbook.incident import INCIDENT_FILE
 from veerunbook.journal import (
     GENESIS,
     HEAD_FILE,
@@ -47,11 +48,14 @@ class _Broken(Exception):
 
 
 def verify(incident_dir: Path) -> VerifyResult:
-    """Check the journal's hash chain, seq order, head and recorded run notebooks.
+    """Check the journal's hash chain, seq order, head, run files and incident.json.
 
     Every line must be strict JSON whose ``seq`` is its line number and whose ``prev``
     is the hash of the line before it. Every ``run.finished`` line with a ``notebook``
-    needs that file, inside the incident folder, with the recorded ``notebook_sha256``.
+    needs that file, inside the incident folder, with the recorded ``notebook_sha256``,
+    and likewise each file in its ``files`` mapping (path to SHA-256). The title,
+    class, acknowledgement and resolution in ``incident.json`` must be the ones the
+    ``incident.*`` events record.
     """
     incident_dir = Path(incident_dir)
     try:
@@ -81,7 +85,45 @@ def verify(incident_dir: Path) -> VerifyResult:
     head_problem = _check_head(head, hashes)
     if head_problem:
         return VerifyResult(False, head_problem, None, HEAD_FILE, count)
+    incident_problem = _check_incident(incident_dir, complete)
+    if incident_problem:
+        return VerifyResult(False, incident_problem, None, INCIDENT_FILE, count)
     return VerifyResult(True, None, None, None, count)
+
+
+# Fields of incident.json that only incident.* journal events may change.
+_INCIDENT_FIELDS = ("title", "severity", "acknowledged_at", "resolved_at")
+
+
+def _check_incident(incident_dir: Path, lines: list[bytes]) -> str | None:
+    """Compare incident.json with the state the incident.* events add up to."""
+    expected: dict[str, Any] = dict.fromkeys(_INCIDENT_FIELDS)
+    expected["title"] = ""
+    seen = False
+    for line in lines:
+        record = json.loads(line)
+        if not str(record.get("event", "")).startswith("incident."):
+            continue
+        seen = True
+        expected.update({k: record[k] for k in _INCIDENT_FIELDS if k in record})
+    exists = (incident_dir / INCIDENT_FILE).exists()
+    if not seen:
+        if exists:
+            return f"{INCIDENT_FILE} exists but the journal has no incident.opened line"
+        return None
+    try:
+        actual = json.loads((incident_dir / INCIDENT_FILE).read_bytes())
+    except FileNotFoundError:
+        return f"{INCIDENT_FILE} is missing"
+    except ValueError:
+        return f"{INCIDENT_FILE} is not valid JSON"
+    for name in _INCIDENT_FIELDS:
+        if actual.get(name) != expected[name]:
+            return (
+                f"{INCIDENT_FILE} has {name} {actual.get(name)!r}, but the journal "
+                f"records {expected[name]!r}"
+            )
+    return None
 
 
 def _check_line(incident_dir: Path, number: int, line: bytes, previous: str) -> None:
@@ -107,28 +149,40 @@ def _check_line(incident_dir: Path, number: int, line: bytes, previous: str) -> 
         record.get("time"), str
     ):
         raise _Broken(f"line {number} has no event name or time")
-    if record["event"] == "run.finished" and record.get("notebook") is not None:
-        _check_notebook(incident_dir, number, record)
+    if record["event"] != "run.finished":
+        return
+    if record.get("notebook") is not None:
+        _check_file(
+            incident_dir, number, record["notebook"], record.get("notebook_sha256")
+        )
+    files = record.get("files")
+    if isinstance(files, dict):
+        for name, expected in files.items():
+            _check_file(incident_dir, number, name, expected)
 
 
-def _check_notebook(incident_dir: Path, number: int, record: dict[str, Any]) -> None:
-    name = record["notebook"]
-    expected = record.get("notebook_sha256")
+def _check_file(incident_dir: Path, number: int, name: Any, expected: Any) -> None:
     if not isinstance(name, str) or not isinstance(expected, str):
-        raise _Broken(f"line {number} records a notebook without a path and SHA-256")
+        raise _Broken(f"line {number} records a run file without a path and SHA-256")
     relative = PurePath(name)
     inside = (incident_dir / relative).resolve().is_relative_to(incident_dir.resolve())
     if relative.is_absolute() or ".." in relative.parts or not inside:
-        raise _Broken(f"line {number} records notebook {name!r} outside the incident")
+        raise _Broken(f"line {number} records run file {name!r} outside the incident")
     try:
         actual = sha256_file(incident_dir / relative)
     except FileNotFoundError:
         raise _Broken(
-            f"run notebook {name} recorded on line {number} is missing", name
+            f"run file {name} recorded on line {number} is missing", name
+        ) from None
+    except OSError as exc:
+        raise _Broken(
+            f"run file {name} recorded on line {number} cannot be read "
+            f"({exc.strerror or exc.__class__.__name__})",
+            name,
         ) from None
     if actual != expected:
         raise _Broken(
-            f"run notebook {name} recorded on line {number} was changed: its SHA-256 "
+            f"run file {name} recorded on line {number} was changed: its SHA-256 "
             f"is {actual[:12]}..., the journal records {expected[:12]}...",
             name,
         )
@@ -152,11 +206,12 @@ def _check_head(head: dict[str, Any] | None, hashes: list[str]) -> str | None:
     """Compare the head with the chain.
 
     A head one line behind the journal passes, because a crash between the journal
-    write and the head write leaves exactly that.
+    write and the head write leaves exactly that. Every append writes the head, so a
+    journal with lines and no head has lost its tail or its head file.
     """
     count = len(hashes)
     if head is None:
-        return None if count <= 1 else f"{HEAD_FILE} is missing"
+        return f"{HEAD_FILE} is missing" if count else None
     seq, digest = head.get("seq"), head.get("sha256")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
         return f"{HEAD_FILE} has no valid seq"
