@@ -171,6 +171,12 @@ def test_planted_secrets_never_archived(tmp_path: Path) -> None:
         (["show", "no-such-procedure"], "no-such-procedure"),
         (["verify", "INC-does-not-exist"], "INC-does-not-exist"),
         (["frobnicate"], "frobnicate"),
+        (["run", "triage", "--cell-timeout", "0"], "--cell-timeout"),
+        (["run", "triage", "--cell-timeout", "nan"], "--cell-timeout"),
+        (["run", "triage", "--timeout", "1e300"], "--timeout"),
+        (["run", "triage", "--target", "http://[::1"], "http://[::1"),
+        (["run", "triage", "-p", "title", "two\nlines"], "title"),
+        (["run", "triage", "-p", "window_seconds", "1e400"], "window_seconds"),
     ],
 )
 def test_bad_input_exits_2_writing_nothing(
@@ -274,3 +280,72 @@ def test_triage_sends_notification_to_webhook(tmp_path: Path) -> None:
     assert message["text"].startswith(f"[P0] {folder.name}")
     for archived in files_under(tmp_path / "archive"):
         assert "Zq8secretpathvalue" not in archived.read_text(errors="replace")
+
+
+def test_verify_detects_edited_incident_and_log(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "triage", "--target", "demo:db-outage", "-p", "window_seconds", "1",
+        archive=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    folder = only_incident(tmp_path)
+    archive = ["--archive", str(tmp_path)]
+    incident_file = folder / "incident.json"
+    original = incident_file.read_text()
+    incident_file.write_text(original.replace('"P0"', '"P3"', 1))
+    assert main(["verify", folder.name, *archive]) == 1
+    incident_file.write_text(original)
+    assert main(["verify", folder.name, *archive]) == 0
+    log = next((folder / "runs").glob("*.log"))
+    log.write_text(log.read_text() + "appended later\n")
+    assert main(["verify", folder.name, *archive]) == 1
+
+
+def test_run_summary_names_failing_checks(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "triage", "--target", "demo:db-outage", "-p", "window_seconds", "1",
+        "--incident", "INC-SUMMARY", archive=tmp_path,
+    )  # fmt: skip
+    again = run_cli(
+        "run", "triage", "--target", "demo:db-outage", "-p", "window_seconds", "1",
+        "--incident", "INC-SUMMARY", archive=tmp_path,
+    )  # fmt: skip
+    assert "INC-SUMMARY (new incident)" in done.stdout
+    assert "INC-SUMMARY (existing incident)" in again.stdout
+    assert "  FAIL  database:" in done.stdout
+    assert "next:      database-connection" in done.stdout
+    assert "class:     P0" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("window_seconds", "0"),
+        ("window_seconds", "-5"),
+        ("window_seconds", "3601"),
+        ("log_window_minutes", "0"),
+        ("change_lookback_hours", "200"),
+    ],
+)
+def test_out_of_range_parameter_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    archive = tmp_path / "archive"
+    code = main(["run", "triage", "--archive", str(archive), "-p", name, value])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"parameter {name!r}" in err
+    assert "outside its range" in err
+    assert not archive.exists()
+
+
+def test_unusable_archive_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain_file = tmp_path / "not-a-folder"
+    plain_file.write_text("")
+    code = main(["run", "triage", "--archive", str(plain_file / "archive")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot be used" in err
+    assert err.count("\n") == 1

@@ -112,21 +112,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return commands.dispatch(args)
     except VeerunbookError as exc:
-        print(f"veerunbook: error: {_masked(str(exc))}", file=sys.stderr)
+        print(f"veerunbook: error: {_masked(str(exc), argv)}", file=sys.stderr)
         return EXIT_RUN_FAILED if isinstance(exc, RunError) else EXIT_USAGE
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        reason = exc.strerror or exc.__class__.__name__
+        print(f"veerunbook: error: {_masked(reason + where, argv)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         print("veerunbook: interrupted", file=sys.stderr)
         return EXIT_RUN_FAILED
 
 
-def _masked(message: str) -> str:
+def _masked(message: str, argv: Sequence[str] | None) -> str:
     """Mask configured secrets in an error message, whatever went wrong before."""
+    from veerunbook.config import load_config
     from veerunbook.redact import Redactor
 
+    words = list(sys.argv[1:] if argv is None else argv)
+    config_path = None
+    for index, word in enumerate(words):
+        if word == "--config" and index + 1 < len(words):
+            config_path = words[index + 1]
+        elif word.startswith("--config="):
+            config_path = word.partition("=")[2]
     try:
-        from veerunbook.config import load_config
-
-        redactor = load_config().redactor()
+        redactor = load_config(config_path).redactor()
     except VeerunbookError:
         redactor = Redactor.from_environment(["VEEFORE_ADMIN_TOKEN", "DATABASE_URL"])
     return redactor.mask(message)

@@ -7,12 +7,18 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from veerunbook.config import Config, load_config
 from veerunbook.errors import UsageError
+from veerunbook.journal import JOURNAL_FILE, readable_events, validate_incident_id
 from veerunbook.redact import RedactingFilter, Redactor
+
+if TYPE_CHECKING:
+    from veerunbook.runner import RunOutcome
 
 _log = logging.getLogger("veerunbook")
 
@@ -33,17 +39,13 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _install_log_handler(redactor: Redactor, verbose: bool) -> None:
+    """Log veerunbook's own lines to stderr, masked; papermill's go to the run log."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(redactor))
-    for name in ("veerunbook", "papermill"):
-        logger = logging.getLogger(name)
-        logger.handlers = [handler]
-        logger.propagate = False
+    _log.handlers = [handler]
+    _log.propagate = False
     _log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("papermill").setLevel(
-        logging.INFO if verbose else logging.WARNING
-    )
 
 
 def _list(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
@@ -62,8 +64,7 @@ def _show(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
 
     procedure = find_procedure(args.procedure)
     specs = read_parameters(json.loads(procedure.path.read_text(encoding="utf-8")))
-    print(f"{procedure.name}: {procedure.title}")
-    print(procedure.purpose)
+    print(f"{procedure.name}: {procedure.purpose}")
     print()
     rows = [("name", "type", "default", "help")]
     rows += [(s.name, str(s.type), repr(s.default), s.help) for s in specs]
@@ -76,7 +77,7 @@ def _show(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
-    from veerunbook.incident import archive_root
+    from veerunbook.incident import check_title
     from veerunbook.params import read_parameters, resolve_parameters
     from veerunbook.procedures import find_procedure
     from veerunbook.runner import run_procedure
@@ -91,10 +92,15 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
         if not Path(path).is_file():
             raise UsageError(f"parameters file {str(path)!r} not found")
     params = resolve_parameters(specs, cli_pairs, list(args.parameters_file))
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(
-            f"--timeout must be a positive number of seconds, not {args.timeout}"
-        )
+    if isinstance(params.get("title"), str):
+        check_title(params["title"])
+    _check_seconds("--timeout", args.timeout)
+    _check_seconds("--cell-timeout", args.cell_timeout)
+
+    if args.incident:
+        validate_incident_id(args.incident)
+    archive = _checked_archive(args.archive)
+    existed = bool(args.incident) and (archive / args.incident).is_dir()
 
     # The kernel loads the configuration again; it must find the same file.
     if config.path:
@@ -104,38 +110,103 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
         incident=args.incident,
         target=target,
         params=params,
-        archive=archive_root(args.archive),
+        archive=archive,
         redactor=redactor,
         timeout=args.timeout,
         cell_timeout=args.cell_timeout,
         html=args.html,
     )
-    _print_outcome(outcome, redactor)
+    _print_outcome(outcome, existed, redactor)
     return outcome.exit_code
 
 
-def _print_outcome(outcome: object, redactor: Redactor) -> None:
+def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> None:
+    """Print what the run found: class, failing checks, next procedures, files."""
     from veerunbook.incident import load_incident
-    from veerunbook.runner import RunOutcome
 
-    assert isinstance(outcome, RunOutcome)
-    incident = load_incident(outcome.notebook.parent.parent)
+    folder = outcome.notebook.parent.parent
+    incident = load_incident(folder)
+    events = [
+        event
+        for event in readable_events(folder / JOURNAL_FILE)
+        if event.get("run") == outcome.run_id
+    ]
+    state = "existing incident" if existed else "new incident"
+    severity = incident.severity or "no incident"
+    if outcome.status in ("failed", "aborted") and incident.severity is None:
+        severity = "not determined: the run did not complete"
     lines = [
-        f"incident:  {outcome.incident}",
+        f"incident:  {outcome.incident} ({state})",
         f"run:       {outcome.run_id} ({outcome.procedure}) {outcome.status}"
         f" in {outcome.duration_s:.1f} s",
-        f"class:     {incident.severity or 'no incident'}",
+        f"class:     {severity}",
         f"checks:    {_counts(outcome.counts)}",
-        f"notebook:  {outcome.notebook}",
     ]
+    lines += _problem_lines(events)
+    lines += _recommended_lines(events)
     if outcome.reason:
-        cell = (
-            f" (cell {outcome.failing_cell})"
-            if outcome.failing_cell is not None
-            else ""
-        )
-        lines.append(f"reason:    {outcome.reason}{cell}")
+        cell = outcome.failing_cell
+        where = f" (cell {cell})" if cell is not None else ""
+        lines.append(f"reason:    {outcome.reason}{where}")
+    lines.append(f"notebook:  {outcome.notebook}")
     print(redactor.mask("\n".join(lines)))
+
+
+def _problem_lines(events: list[dict[str, Any]], limit: int = 12) -> list[str]:
+    order = {"fail": 0, "error": 1, "warn": 2}
+    checks = [e for e in events if e["event"] == "check" and e.get("status") in order]
+    checks.sort(key=lambda event: order[event["status"]])
+    lines = [
+        f"  {check['status'].upper():<5} {check['name']}: {check.get('summary') or ''}"
+        for check in checks[:limit]
+    ]
+    if len(checks) > limit:
+        lines.append(f"  ... {len(checks) - limit} more in the notebook")
+    return lines
+
+
+def _recommended_lines(events: list[dict[str, Any]]) -> list[str]:
+    notes = [e for e in events if e["event"] == "note" and e.get("recommended")]
+    if not notes:
+        return []
+    names = [
+        f"{row['procedure']}" + ("" if row["status"] == "available" else " (not built)")
+        for row in notes[-1]["recommended"]
+    ]
+    return [f"next:      {', '.join(names)}"]
+
+
+# One week: a limit beyond it is a typo, and setitimer overflows on huge values.
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+
+
+def _check_seconds(option: str, value: float | None) -> None:
+    """Raise UsageError unless ``value`` is None or a sensible number of seconds."""
+    if value is None:
+        return
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise UsageError(
+            f"{option} must be a number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT_SECONDS:.0f}, not {value!r}"
+        )
+
+
+def _checked_archive(explicit: str | None) -> Path:
+    """Create the archive root if needed; raise UsageError if it cannot be used."""
+    from veerunbook.incident import archive_root
+
+    root = archive_root(explicit)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise UsageError(
+            f"archive {str(root)!r} cannot be used ({reason}); choose another with "
+            "--archive or VEERUNBOOK_ARCHIVE"
+        ) from None
+    return root
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -171,4 +242,9 @@ def _simulate(args: argparse.Namespace, config: Config, redactor: Redactor) -> i
         serve_forever(args.scenario, args.host, args.port)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+            "choose another port with --port"
+        ) from None
     return 0

@@ -99,12 +99,17 @@ def _load(path: Path) -> Procedure:
 
 
 def _title_and_purpose(markdown: str) -> tuple[str, str]:
-    """Return the first ``# `` heading and the first line of ordinary text."""
-    title = purpose = ""
+    """Return the first ``# `` heading and the first sentence of the first paragraph."""
+    title = ""
+    paragraph: list[str] = []
     for raw in markdown.splitlines():
         line = raw.strip()
         if line.startswith("# ") and not title:
             title = line[2:].strip()
-        elif line and not line.startswith("#") and not purpose:
-            purpose = line
-    return title, purpose
+        elif line and not line.startswith(("#", "-", "*")):
+            paragraph.append(line)
+        elif paragraph:
+            break
+    text = " ".join(paragraph)
+    end = text.find(". ")
+    return title, text[: end + 1] if end >= 0 else text

@@ -20,7 +20,7 @@ from veerunbook.config import Config, Target, load_config
 from veerunbook.probe import Expect, ProbeResult, probe
 from veerunbook.record import RunContext, start_run
 from veerunbook.redact import Redactor, mask_url
-from veerunbook.target import connect
+from veerunbook.target import GENERATED_TOKENS, connect
 
 _log = logging.getLogger("veerunbook.session")
 
@@ -80,11 +80,7 @@ class Session:
                 if database
                 else f"not set (${target.database_url_env})"
             ),
-            "admin token": (
-                f"set in ${target.admin_token_env}"
-                if token
-                else f"not set (${target.admin_token_env})"
-            ),
+            "admin token": _token_state(target.admin_token_env, token),
             "incident": self.run.incident_id,
             "run": self.run.run_id,
         }
@@ -95,6 +91,12 @@ class Session:
             return self.run.finish(status)
         finally:
             self._closer.close()
+
+
+def _token_state(variable: str, token: str | None) -> str:
+    if variable in GENERATED_TOKENS:
+        return f"generated for the demo in ${variable}"
+    return f"set in ${variable}" if token else f"not set (${variable})"
 
 
 def begin(

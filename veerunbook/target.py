@@ -18,6 +18,9 @@ from veerunbook.config import Config, Target, load_config
 
 _log = logging.getLogger("veerunbook.target")
 
+# Environment variables that hold a token generated here for the demo target.
+GENERATED_TOKENS: set[str] = set()
+
 
 @contextmanager
 def connect(spec: str | None = None, config: Config | None = None) -> Iterator[Target]:
@@ -34,6 +37,7 @@ def connect(spec: str | None = None, config: Config | None = None) -> Iterator[T
     # guarded actions testable without anyone configuring a secret.
     if not os.environ.get(target.admin_token_env):
         os.environ[target.admin_token_env] = secrets.token_urlsafe(24)
+        GENERATED_TOKENS.add(target.admin_token_env)
     running = start_target(target.scenario or "healthy")
     _log.info("started the demo target (%s) at %s", target.scenario, running.base_url)
     try:

@@ -61,7 +61,7 @@ class Triage:
     classification: Classification | None = None
 
     # Step 2.1: health endpoints.
-    def probe_health(self) -> pd.DataFrame:
+    def probe_health(self) -> pd.DataFrame | Nothing:
         """Probe liveness, health, readiness and the database health endpoint."""
         for endpoint in HEALTH_ENDPOINTS:
             self.health[endpoint] = self.session.probe(endpoint, name=endpoint)
@@ -70,13 +70,13 @@ class Triage:
     # Step 2.2: metrics over a window.
     def sample_metrics(
         self, window_seconds: float, progress: Callable[[str], None] | None = print
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | Nothing:
         """Scrape metrics twice, ``window_seconds`` apart; check rates and latency."""
         window = self.window
         window.before = self._scrape("metrics (first scrape)")
         if window.before is None:
             window.problem = "the metrics endpoint gave no usable exposition"
-            return _frame([])
+            return _frame([], "no metrics: the endpoint gave no usable exposition")
         _wait(window_seconds, progress)
         window.after = self._scrape("metrics (second scrape)")
         if window.after is None:
@@ -163,7 +163,7 @@ class Triage:
         )
 
     # Step 2.3: error logs.
-    def read_error_logs(self, last: str = "1h") -> pd.DataFrame:
+    def read_error_logs(self, last: str = "1h") -> pd.DataFrame | Nothing:
         """Read the target's recent error logs and group them by fingerprint."""
         result = self.session.probe(
             "logs", name="error logs", expect="json", query=f"level=error&last={last}"
@@ -171,7 +171,7 @@ class Triage:
         body = result.json
         entries = _log_entries(body)
         if result.status != "pass" or not isinstance(entries, list):
-            return _frame([])
+            return _frame([], f"error logs could not be read: {result.summary()}")
         self.error_groups = group_errors(normalise_entries(entries))
         total = sum(group.count for group in self.error_groups)
         self.session.run.check(
@@ -183,10 +183,11 @@ class Triage:
             evidence=[group.to_dict() for group in self.error_groups[:10]],
             summary=f"{total} errors in {len(self.error_groups)} groups",
         )
-        return _frame([group_row(group) for group in self.error_groups])
+        rows = [group_row(group) for group in self.error_groups]
+        return _frame(rows, f"no error entries in the last {last}")
 
     # Step 2.3: security events.
-    def read_security_events(self) -> pd.DataFrame:
+    def read_security_events(self) -> pd.DataFrame | Nothing:
         """Read high-severity security events, blocked IPs and rate limiting."""
         result = self.session.probe(
             "audit_security",
@@ -195,7 +196,7 @@ class Triage:
             query="severity=high",
         )
         if result.status != "pass":
-            return _frame([])
+            return _frame([], f"security events could not be read: {result.summary()}")
         self.security = summarise_security(result.json)
         self.session.run.check(
             "high-severity security events",
@@ -205,19 +206,21 @@ class Triage:
             evidence=self.security.to_dict(),
             summary=self.security.headline(),
         )
-        return _frame(self.security.top_sources())
+        return _frame(self.security.top_sources(), "no high-severity security events")
 
     # Step 2.4: critical user flows.
-    def check_user_flows(self) -> pd.DataFrame:
+    def check_user_flows(self) -> pd.DataFrame | Nothing:
         """Run the synthetic requests for the target's critical user flows."""
         self.flows = run_user_flows(self.session)
-        return _frame([flow.to_row() for flow in self.flows])
+        rows = [flow.to_row() for flow in self.flows]
+        return _frame(rows, "no user flows are configured for this target")
 
     # Step 2.2: recent deployments and configuration changes.
-    def recent_changes(self, hours: float = 6.0) -> pd.DataFrame:
+    def recent_changes(self, hours: float = 6.0) -> pd.DataFrame | Nothing:
         """List deployments and configuration changes of the last ``hours``."""
         self.changes = recent_changes(self.session, hours)
-        return _frame([change.to_row() for change in self.changes])
+        rows = [change.to_row() for change in self.changes]
+        return _frame(rows, f"no deployment or commit in the last {hours:g} h")
 
     # Step 1.2: assess and classify.
     def classify(self) -> Classification:
@@ -272,7 +275,7 @@ def slowest_route(
 
 def route_table(
     errors: metrics.ErrorRate, latency: metrics.LatencyReport
-) -> pd.DataFrame:
+) -> pd.DataFrame | Nothing:
     """Tabulate requests, 5xx and p95 per user route, worst error rate first."""
     rows: list[dict[str, Any]] = []
     for route in errors.routes:
@@ -325,7 +328,26 @@ def group_row(group: ErrorGroup) -> dict[str, Any]:
     }
 
 
-def _frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def _frame(
+    rows: Sequence[Mapping[str, Any]], empty: str = "none found"
+) -> pd.DataFrame | Nothing:
+    """Return the rows as a DataFrame, or a one-line message when there are none."""
     import pandas as pd
 
+    if not rows:
+        return Nothing(empty)
     return pd.DataFrame(list(rows))
+
+
+@dataclass(frozen=True)
+class Nothing:
+    """An empty result that a notebook shows as one line instead of an empty table."""
+
+    message: str
+    empty: bool = True
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def _repr_markdown_(self) -> str:
+        return f"*{self.message}*"
