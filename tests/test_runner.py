@@ -195,7 +195,8 @@ def test_log_archived_beside_notebook(archive: Path) -> None:
     log = outcome.notebook.with_suffix(".log").read_text(encoding="utf-8")
     assert "Kernel died while waiting for execute reply." in log
     assert "--- kernel stderr ---" in log
-    assert _events(archive, "run.finished")[0]["files"][1].endswith(".log")
+    files = list(_events(archive, "run.finished")[0]["files"])
+    assert files[1].endswith(".log")
 
 
 _RUNNER_SCRIPT = """
