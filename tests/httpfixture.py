@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import http.client
 import io
+import select
 import socket
+import struct
 import threading
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -210,3 +213,65 @@ def redirect(location: str, status: str = "302 Found") -> Responder:
     """Respond with a redirect to ``location`` and an empty body."""
     head = f"HTTP/1.1 {status}\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
     return replay(head.encode())
+
+
+def response_bytes(
+    body: bytes,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """Return a 200 response with ``body``, its Content-Length and extra headers."""
+    lines = ["HTTP/1.1 200 OK", f"Content-Type: {content_type}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def slow_head(interval: float, hung_up: threading.Event, count: int = 120) -> Responder:
+    """Send a status line, then header bytes one at a time, ``interval`` apart.
+
+    h11 accepts up to 64 KiB of header bytes, so only a total timeout stops a client
+    from waiting for all of them. ``hung_up`` is set when the client closes the
+    connection before ``count`` bytes were sent.
+    """
+
+    def respond(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        for _ in range(count):
+            if stop.wait(interval):
+                return
+            if _peer_closed(conn):
+                hung_up.set()
+                return
+            conn.sendall(b"x")
+
+    return respond
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    readable, _, _ = select.select([conn], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except ConnectionResetError:
+        return True
+
+
+def gzip_of_zeros(mebibytes: int) -> bytes:
+    """Return a valid gzip stream of ``mebibytes`` MiB of zeros, about 1 KiB per MiB.
+
+    Compressing a gigabyte takes seconds, so one MiB is compressed once and its
+    deflate blocks are repeated: after a full flush the compressor starts afresh,
+    so every repetition compresses to the same bytes.
+    """
+    block = bytes(1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    piece = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(mebibytes):
+        crc = zlib.crc32(block, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # RFC 1952, no name
+    final_block = b"\x03\x00"  # an empty block marked last
+    trailer = struct.pack("<II", crc, (mebibytes << 20) & 0xFFFFFFFF)
+    return header + piece * mebibytes + final_block + trailer

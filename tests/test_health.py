@@ -324,3 +324,70 @@ def test_odd_bodies_do_not_raise(body: str) -> None:
 def test_verdict_is_json_safe() -> None:
     verdict = verdict_for(FORMATS, "health-json-warn.http")
     assert json.loads(json.dumps(verdict.to_dict()))["overall"] == "warn"
+
+
+# Bodies built to exhaust recursion or memory.
+
+
+def test_deep_json_not_read() -> None:
+    verdict = interpret_health(200, "application/json", "[" * 900 + "]" * 900)
+    assert verdict.overall == "unknown"
+    assert verdict.format == "deep-json"
+    assert verdict.reasons == ["JSON nested deeper than 64 levels."]
+
+
+def test_deep_details_not_read() -> None:
+    details = '{"a":' * 900 + "1" + "}" * 900
+    db = f'{{"status":"DOWN","details":{details}}}'
+    body = f'{{"status":"DOWN","components":{{"db":{db}}}}}'
+    verdict = interpret_health(503, "application/json", body)
+    assert verdict.format == "deep-json"
+    assert verdict.overall == "fail"
+
+
+def test_json_at_depth_limit_read() -> None:
+    body = '{"status":"UP","details":' + "[" * 62 + "]" * 62 + "}"
+    verdict = interpret_health(200, "application/json", body)
+    assert verdict.format == "spring-boot-actuator"
+    assert verdict.overall == "pass"
+
+
+def test_many_failing_checks_bounded() -> None:
+    checks = {f"shard-{index}": {"status": "down"} for index in range(1_000)}
+    body = json.dumps({"status": "down", "checks": checks})
+    verdict = interpret_health(503, "application/json", body)
+    record = verdict.to_dict()
+    assert len(verdict.checks) == 1_000
+    assert len(verdict.reasons) <= 32
+    assert "972 more reasons are left out." in verdict.reasons
+    assert len(record["checks"]) == 100
+    assert record["checks_omitted"] == 900
+
+
+def test_exhaustion_named_among_many_checks() -> None:
+    checks = {f"shard-{index}": {"status": "down"} for index in range(100)}
+    checks["database"] = {"status": "down", "error": "FATAL: too many clients"}
+    body = json.dumps({"status": "down", "checks": checks})
+    verdict = interpret_health(503, "application/json", body)
+    assert verdict.diagnosis == "connection exhaustion"
+    assert any("max_connections" in reason for reason in verdict.reasons)
+
+
+def test_long_texts_clipped() -> None:
+    body = {
+        "status": "down",
+        "reason": "x" * 10_000,
+        "checks": {"db": {"status": "down", "error": "y" * 10_000}},
+    }
+    verdict = interpret_health(503, "application/json", json.dumps(body))
+    assert verdict.failing()[0].detail == "y" * 200
+    assert max(len(reason) for reason in verdict.reasons) < 500
+
+
+def test_unclosed_titles_read() -> None:
+    html = "<html>" + "<title>x" * 20_000 + "</html>"
+    verdict = interpret_health(502, "text/html", html)
+    assert (
+        verdict.reasons[0]
+        == "HTTP 502 returned a proxy error page (HTTP 502), not a health response."
+    )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import resource
 import socket
+import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,15 +16,19 @@ import httpx
 import pytest
 from httpfixture import (
     RawServer,
+    gzip_of_zeros,
     load_recorded,
     oversized,
     redirect,
     replay,
+    response_bytes,
     silent,
+    slow_head,
     trickle,
 )
 
 from veerunbook.probe import ProbeResult, probe
+from veerunbook.redact import Redactor
 
 MISBEHAVING = "health-misbehaving-responses"
 FORMATS = "health-formats-actuator-ietf-k8s"
@@ -28,8 +37,31 @@ TOKEN = "Bearer s3cr3t-t0ken-value"
 
 def probe_recorded(case: str, file_name: str, **options: Any) -> ProbeResult:
     recorded = load_recorded(case, file_name)
-    with RawServer(replay(recorded.raw)) as server:
-        return probe(server.url("/health"), name=file_name, **options)
+    return probe_raw(recorded.raw, name=file_name, **options)
+
+
+def probe_raw(raw: bytes, **options: Any) -> ProbeResult:
+    """Probe a loopback server that sends ``raw`` to every request."""
+    options.setdefault("name", "raw")
+    with RawServer(replay(raw)) as server:
+        return probe(server.url("/health"), **options)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def watchdog_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "veerunbook-probe-watchdog"]
+
+
+def max_rss_bytes() -> int:
+    # ru_maxrss is in kilobytes on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def nested_arrays(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
 
 
 @pytest.fixture
@@ -386,3 +418,238 @@ def test_summary_is_one_line() -> None:
 def test_started_at_is_utc() -> None:
     result = probe_recorded(FORMATS, "k8s-readyz-plain.http")
     assert result.started_at.endswith("+00:00")
+
+
+# Hostile targets: slow headers, compression bombs, deep JSON.
+
+
+def test_slow_headers_hit_total_timeout() -> None:
+    hung_up = threading.Event()
+    with RawServer(slow_head(0.5, hung_up)) as server:
+        result = probe(server.url(), name="slow", read_timeout=5, total_timeout=1.5)
+        assert hung_up.wait(timeout=10)
+    assert result.status == "error"
+    assert result.error_kind == "timeout"
+    assert result.http_status is None
+    assert result.error is not None
+    assert "total timeout of 1.5 s" in result.error
+
+
+def test_slow_headers_leak_nothing() -> None:
+    descriptors = open_descriptors()
+    hung_up = threading.Event()
+    with RawServer(slow_head(0.5, hung_up)) as server:
+        probe(server.url(), name="slow", read_timeout=5, total_timeout=1.0)
+        assert hung_up.wait(timeout=10)
+    assert watchdog_threads() == []
+    assert open_descriptors() == descriptors
+
+
+def test_slow_headers_caller_client() -> None:
+    hung_up = threading.Event()
+    with (
+        RawServer(slow_head(0.5, hung_up)) as server,
+        httpx.Client(trust_env=False) as client,
+    ):
+        result = probe(
+            server.url(), name="slow", read_timeout=5, total_timeout=1.0, client=client
+        )
+        assert hung_up.wait(timeout=10)
+    assert result.error_kind == "timeout"
+    assert result.error is not None
+    assert "total timeout of 1.0 s" in result.error
+
+
+def test_silent_server_hits_total_timeout() -> None:
+    with RawServer(silent()) as server:
+        result = probe(server.url(), name="silent", read_timeout=30, total_timeout=0.5)
+    assert result.status == "error"
+    assert result.error_kind == "timeout"
+    assert result.error is not None
+    assert "0.5 s" in result.error
+
+
+def test_invalid_timeout_rejected() -> None:
+    with pytest.raises(ValueError, match="Timeouts must be positive"):
+        probe("http://127.0.0.1:9/health", name="zero", total_timeout=0)
+
+
+def test_probe_requests_identity_encoding() -> None:
+    with RawServer(replay(response_bytes(b'{"status":"ok"}'))) as server:
+        probe(server.url(), name="identity")
+    assert b"accept-encoding: identity" in server.requests[0].lower()
+
+
+def test_gzip_bomb_is_cut() -> None:
+    bomb = gzip.compress(gzip_of_zeros(1024))
+    raw = response_bytes(bomb, "text/plain", {"Content-Encoding": "gzip, gzip"})
+    before = max_rss_bytes()
+    result = probe_raw(raw, expect="text", max_body_bytes=1_000_000)
+    assert max_rss_bytes() - before < 200 * 2**20
+    assert result.status == "fail"
+    assert result.error_kind == "too large"
+    assert result.truncated
+    assert result.body_bytes == len(bomb)
+    assert result.error == (
+        "The body decodes to more than 1000000 bytes, so only those were read."
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),
+        ("gzip, deflate", lambda data: zlib.compress(gzip.compress(data))),
+    ],
+)
+def test_compressed_body_decoded(encoding: str, compress: Any) -> None:
+    body = b'{"status":"ok","node":"eu-1"}'
+    raw = response_bytes(compress(body), headers={"Content-Encoding": encoding})
+    result = probe_raw(raw)
+    assert result.status == "pass"
+    assert result.json == {"status": "ok", "node": "eu-1"}
+    assert result.text == body.decode()
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br"])
+def test_unsupported_encoding_not_decoded(encoding: str) -> None:
+    raw = response_bytes(b"\x8b\x0b\x80ok\x03", headers={"Content-Encoding": encoding})
+    result = probe_raw(raw)
+    assert result.status == "fail"
+    assert result.error_kind == "unsupported content encoding"
+    assert result.text == ""
+    assert result.error is not None
+    assert repr(encoding) in result.error
+
+
+def test_compressed_redirect_still_redirect() -> None:
+    head = "HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Encoding: br\r\n"
+    raw = f"{head}Content-Length: 4\r\n\r\n".encode() + b"\x8b\x01\x80\x03"
+    result = probe_raw(raw)
+    assert result.status == "fail"
+    assert result.error_kind == "redirect"
+
+
+def test_invalid_gzip_is_protocol_error() -> None:
+    raw = response_bytes(b"not gzip at all", headers={"Content-Encoding": "gzip"})
+    result = probe_raw(raw)
+    assert result.status == "error"
+    assert result.error_kind == "protocol"
+    assert result.error is not None
+    assert result.error.startswith("The gzip body could not be decoded: ")
+
+
+def test_deep_json_health_fails() -> None:
+    result = probe_raw(response_bytes(nested_arrays(900)))
+    assert result.status == "fail"
+    assert result.error_kind == "json too deep"
+    assert result.json is None
+    assert "JSON nested deeper than 64 levels." in result.reasons
+    assert json.loads(json.dumps(result.to_dict()))["json"] is None
+
+
+def test_deep_json_expect_json_fails() -> None:
+    body = b'{"a":' * 900 + b"1" + b"}" * 900
+    result = probe_raw(response_bytes(body), expect="json")
+    assert result.status == "fail"
+    assert result.error_kind == "json too deep"
+    assert result.json is None
+    assert "JSON nested deeper than 64 levels." in result.reasons
+
+
+def test_deep_json_expect_text_passes() -> None:
+    result = probe_raw(response_bytes(nested_arrays(900)), expect="text")
+    assert result.status == "pass"
+    assert result.json is None
+    assert "JSON nested deeper than 64 levels." in result.reasons
+
+
+def test_json_at_depth_limit_kept() -> None:
+    result = probe_raw(response_bytes(nested_arrays(64)), expect="json")
+    assert result.status == "pass"
+    assert result.json is not None
+    assert result.to_dict()["json"] == result.json
+
+
+# Secrets cut in two by the excerpt, the recorded text or the size limit.
+
+SECRET = "Zq9-vault-root-token-4c1d2e7f"
+
+
+def leaked_prefixes(record: dict[str, Any]) -> list[str]:
+    """Return the prefixes of SECRET, four characters or longer, in the record."""
+    dumped = json.dumps(record)
+    return [SECRET[:n] for n in range(4, len(SECRET) + 1) if SECRET[:n] in dumped]
+
+
+def test_secret_at_excerpt_cut_masked() -> None:
+    body = ("a" * 188 + SECRET + " tail").encode()
+    result = probe_raw(
+        response_bytes(body, "text/plain"),
+        expect="text",
+        redactor=Redactor([SECRET]),
+    )
+    assert leaked_prefixes(result.to_dict()) == []
+    assert "***" in result.excerpt
+
+
+def test_secret_at_text_cut_masked() -> None:
+    body = ("a" * (16 * 1024 - 12) + SECRET + "b" * 100).encode()
+    result = probe_raw(
+        response_bytes(body, "text/plain"),
+        expect="text",
+        redactor=Redactor([SECRET]),
+    )
+    assert leaked_prefixes(result.to_dict()) == []
+
+
+def test_secret_at_size_cut_dropped() -> None:
+    body = ("a" * 9_990 + SECRET + "b" * 100).encode()
+    result = probe_raw(
+        response_bytes(body, "text/plain"),
+        expect="text",
+        max_body_bytes=10_000,
+        redactor=Redactor([SECRET]),
+    )
+    assert result.error_kind == "too large"
+    assert leaked_prefixes(result.to_dict()) == []
+
+
+def test_secret_in_reason_masked() -> None:
+    body = json.dumps({"status": "down", "reason": f"vault login {SECRET} denied"})
+    result = probe_raw(response_bytes(body.encode()), redactor=Redactor([SECRET]))
+    assert result.error_kind == "unhealthy"
+    assert "Status down: vault login *** denied." in result.reasons
+    assert leaked_prefixes(result.to_dict()) == []
+
+
+# The size of the record that the journal keeps.
+
+
+def test_record_text_capped() -> None:
+    body = "é" * 100_000
+    result = probe_raw(response_bytes(body.encode(), "text/plain"), expect="text")
+    record = result.to_dict()
+    assert result.text == body
+    assert len(record["text"].encode()) <= 16 * 1024
+    assert record["text_truncated"]
+
+
+def test_record_omits_large_json() -> None:
+    items = [{"id": index, "name": f"replica-{index}"} for index in range(5_000)]
+    body = json.dumps({"status": "ok", "items": items}).encode()
+    result = probe_raw(response_bytes(body), expect="json")
+    record = result.to_dict()
+    assert result.json["items"][-1]["id"] == 4_999
+    assert record["json"] is None
+    assert record["json_omitted"]
+
+
+def test_record_keeps_small_json() -> None:
+    result = probe_raw(response_bytes(b'{"status":"ok","replicas":3}'), expect="json")
+    record = result.to_dict()
+    assert record["json"] == {"status": "ok", "replicas": 3}
+    assert not record["json_omitted"]
+    assert not record["text_truncated"]

@@ -4,7 +4,8 @@
 
 - ``pass`` or ``warn``: the endpoint responded as expected;
 - ``fail``: a response that reports unhealthy or cannot be used (redirect, 4xx, 5xx,
-  HTML where JSON was expected, a truncated or oversized body);
+  HTML where JSON was expected, a truncated, oversized, too deeply nested or
+  undecodable body);
 - ``error``: no usable HTTP response (refused, timed out, DNS or TLS failure, broken
   protocol).
 
@@ -12,27 +13,35 @@
 ``error`` says it in one sentence.
 
 Redirects are never followed, so credentials in ``headers`` never reach another host.
-Neither the result nor the log contains header values or the password of the URL.
+Neither the result nor the log contains header values, the password of the URL, or
+any value that the optional ``Redactor`` masks.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
-import socket
-import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 
 from veerunbook import __version__
-from veerunbook.health import HealthVerdict, interpret_health
+from veerunbook.health import HealthVerdict
+from veerunbook.probe_body import (
+    Body,
+    Exchange,
+    Limits,
+    Watchdog,
+    decode_body,
+    read_raw,
+)
+from veerunbook.probe_judge import judge, redact_url
+from veerunbook.redact import Redactor
 
 Expect = Literal["health", "json", "text", "metrics"]
 Status = Literal["pass", "warn", "fail", "error"]
@@ -40,18 +49,18 @@ ErrorKind = Literal[
     "connection refused", "timeout", "dns", "tls", "protocol", "network",
     "truncated", "too large", "redirect", "auth", "http error",
     "upstream unavailable", "unhealthy", "not a health response",
-    "unexpected content", "invalid json", "empty body",
+    "unexpected content", "invalid json", "json too deep", "empty body",
+    "unsupported content encoding",
 ]  # fmt: skip
 
 logger = logging.getLogger("veerunbook.probe")
 
 _USER_AGENT = f"veerunbook/{__version__}"
 _PLAIN_HEADERS = {"accept", "accept-encoding", "content-type", "user-agent", "host"}
-_TEXT_CHARS = 65_536
 _EXCERPT_CHARS = 200
-_LOGIN_WORDS = ("login", "signin", "sign-in", "sign_in", "auth", "sso", "oauth", "saml")
-_SECRET_QUERY_WORDS = ("token", "key", "secret", "password", "passwd", "auth", "sig")
-_UNRECOGNISED = ("empty", "html", "invalid-json", "json", "text")
+_MESSAGE_CHARS = 1000  # of an error or reason, which may quote the response
+_RECORDED_TEXT_BYTES = 16 * 1024  # of ``text`` in ``to_dict``
+_RECORDED_JSON_BYTES = 64 * 1024  # of ``json`` in ``to_dict``, compact encoding
 _ACCEPT = {
     "health": "application/health+json, application/json;q=0.9, text/plain;q=0.8",
     "json": "application/json",
@@ -62,7 +71,11 @@ _ACCEPT = {
 
 @dataclass
 class ProbeResult:
-    """Outcome of one probe; ``to_dict`` is JSON-safe and free of credentials."""
+    """Outcome of one probe; ``to_dict`` is JSON-safe and free of credentials.
+
+    ``text`` is the whole decoded body (at most ``max_body_bytes``) and ``json`` its
+    parsed value, both after masking.
+    """
 
     name: str
     url: str
@@ -84,7 +97,16 @@ class ProbeResult:
     health: HealthVerdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Return a JSON-safe copy, bounded in size because it is journaled.
+
+        ``text`` is cut to 16 KiB of UTF-8 (``text_truncated`` is then true), and
+        ``json`` is kept only when its compact encoding is under 64 KiB (else it is
+        None and ``json_omitted`` is true). The object keeps both in full.
+        """
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        data["reasons"] = list(self.reasons)
+        data["text"], data["text_truncated"] = _cut_utf8(self.text)
+        data["json"], data["json_omitted"] = _bounded_json(self.json)
         data["health"] = self.health.to_dict() if self.health else None
         return data
 
@@ -94,16 +116,6 @@ class ProbeResult:
         latency = f"{self.latency_ms:.0f} ms" if self.latency_ms is not None else "-"
         reason = self.error or (self.reasons[0] if self.reasons else "")
         return f"{self.name}  {self.status.upper()}  HTTP {http}  {latency}  {reason}"
-
-
-@dataclass
-class _Exchange:
-    """Response and body bytes received before the exchange ended, normally or not."""
-
-    response: httpx.Response | None = None
-    body: bytearray = field(default_factory=bytearray)
-    too_large: bool = False
-    deadline_passed: bool = False
 
 
 def probe(
@@ -119,73 +131,88 @@ def probe(
     total_timeout: float = 10.0,
     max_body_bytes: int = 2_000_000,
     client: httpx.Client | None = None,
+    redactor: Redactor | None = None,
 ) -> ProbeResult:
     """Send one request and classify the response; network failures become results.
 
-    ``connect_timeout`` and ``read_timeout`` bound each wait, in seconds.
-    ``total_timeout`` bounds the exchange, checked as body chunks arrive, so it can be
-    overrun by at most one ``read_timeout``. NOTE: response headers that trickle in
-    are bounded only by ``read_timeout`` per read and h11's 64 KiB header limit.
-    At most ``max_body_bytes`` of the body are read. A given ``client`` is used as it
-    is, except that redirects are not followed. Raises ``ValueError`` for an invalid
-    URL, ``expect`` or ``max_body_bytes``, and ``TypeError`` when ``json_body`` is not
-    JSON-serialisable.
-    """
-    _validate(url, expect, max_body_bytes)
-    request_headers = {"Accept": _ACCEPT[expect], "User-Agent": _USER_AGENT}
-    request_headers.update(headers or {})
-    secrets = _secret_values(headers or {})
-    result = ProbeResult(name, _redact_url(url), method.upper(), "error", _now())
-    exchange = _Exchange()
-    timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-    started = time.monotonic()
+    ``connect_timeout`` and ``read_timeout`` bound each wait, in seconds, and neither
+    is longer than ``total_timeout``, which bounds the whole exchange: when it passes,
+    a watchdog thread shuts the connection's socket down, which ends a blocked read
+    of headers or body. With a caller's ``client`` the watchdog reaches connections
+    that this call opens through httpx's default transport. NOTE: on a reused
+    keep-alive connection it can act only once the response headers have arrived,
+    and other transports are checked between body chunks only.
 
-    # Send the request and stream the body; transport errors end up in `failure`.
-    failure: httpx.HTTPError | None = None
-    try:
-        with _client_for(client) as active:
-            started = time.monotonic()  # not counting the client's TLS context setup
-            stream = active.stream(
-                method,
-                url,
-                headers=request_headers,
-                json=json_body,
-                timeout=timeout,
-                follow_redirects=False,
-            )
-            with stream as response:
-                exchange.response = response
-                _read_body(response, exchange, max_body_bytes, started + total_timeout)
-    except httpx.HTTPError as exc:
-        failure = exc
+    At most ``max_body_bytes`` of the body are read, and at most that many after
+    undoing gzip or deflate. ``redactor`` masks configured secrets in the whole body
+    before the text, the excerpt and the messages are cut from it. A given
+    ``client`` is used as it is, except that redirects are not followed. Raises
+    ``ValueError`` for an invalid URL, ``expect``, timeout or ``max_body_bytes``, and
+    ``TypeError`` when ``json_body`` is not JSON-serialisable.
+    """
+    timeouts = (connect_timeout, read_timeout, total_timeout)
+    _validate(url, expect, max_body_bytes, timeouts)
+    mask = _masker(headers or {}, redactor)
+    result = ProbeResult(name, mask(redact_url(url)), method.upper(), "error", _now())
+    limits = Limits(
+        min(connect_timeout, total_timeout),
+        min(read_timeout, total_timeout),
+        total_timeout,
+        max_body_bytes,
+    )
+
+    # Send the request and read the raw body within the total timeout.
+    exchange = Exchange()
+    with _client_for(client) as active, Watchdog(total_timeout) as watchdog:
+        request = active.build_request(
+            method,
+            url,
+            headers=_request_headers(expect, headers or {}),
+            json=json_body,
+            timeout=limits.timeout(),
+            extensions={"trace": watchdog.trace},
+        )
+        started = time.monotonic()  # not counting the client's TLS context setup
+        failure = _send(active, request, exchange, watchdog, limits)
     result.latency_ms = round((time.monotonic() - started) * 1000, 1)
 
-    # Record what arrived, then judge it.
-    _record_response(result, exchange, secrets)
-    if failure is not None and exchange.response is None:
-        _judge_transport_error(result, failure, connect_timeout, read_timeout)
-    elif failure is not None or exchange.deadline_passed or exchange.too_large:
-        _judge_incomplete(result, exchange, failure, total_timeout, max_body_bytes)
-    else:
-        _judge_response(result, exchange, expect)
+    # Decode and record what arrived, then judge it.
+    body = decode_body(exchange, max_body_bytes, mask)
+    _record_response(result, exchange, body, mask)
+    judge(result, exchange, body, failure, expect, limits)
 
-    _scrub(result, secrets)
+    _scrub(result, mask)
     level = logging.INFO if result.status == "error" else logging.DEBUG
     logger.log(level, "probe %s", result.summary())
     return result
 
 
-def _validate(url: str, expect: str, max_body_bytes: int) -> None:
+def _validate(
+    url: str, expect: str, max_body_bytes: int, timeouts: tuple[float, ...]
+) -> None:
     try:
         scheme = httpx.URL(url).scheme
     except httpx.InvalidURL as exc:
-        raise ValueError(f"Invalid probe URL {_redact_url(url)!r}: {exc}.") from None
+        raise ValueError(f"Invalid probe URL {redact_url(url)!r}: {exc}.") from None
     if scheme not in ("http", "https"):
-        raise ValueError(f"Probe URL {_redact_url(url)!r} must use http or https.")
+        raise ValueError(f"Probe URL {redact_url(url)!r} must use http or https.")
     if expect not in _ACCEPT:
         raise ValueError(f"expect must be one of {sorted(_ACCEPT)}, not {expect!r}.")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}.")
+    if not all(seconds > 0 for seconds in timeouts):
+        raise ValueError(f"Timeouts must be positive seconds, not {timeouts}.")
+
+
+def _request_headers(expect: Expect, headers: Mapping[str, str]) -> dict[str, str]:
+    # identity requests an uncompressed body, and decode_body reads gzip and deflate.
+    request_headers = {
+        "Accept": _ACCEPT[expect],
+        "Accept-Encoding": "identity",
+        "User-Agent": _USER_AGENT,
+    }
+    request_headers.update(headers)
+    return request_headers
 
 
 @contextmanager
@@ -202,215 +229,58 @@ def _client_for(client: httpx.Client | None) -> Iterator[httpx.Client]:
         yield own
 
 
-def _read_body(
-    response: httpx.Response, exchange: _Exchange, limit: int, deadline: float
-) -> None:
-    for chunk in response.iter_bytes():
-        room = limit - len(exchange.body)
-        exchange.body.extend(chunk[:room])
-        if len(chunk) > room:
-            exchange.too_large = True
-            return
-        if time.monotonic() > deadline:
-            exchange.deadline_passed = True
-            return
+def _send(
+    client: httpx.Client,
+    request: httpx.Request,
+    exchange: Exchange,
+    watchdog: Watchdog,
+    limits: Limits,
+) -> httpx.HTTPError | None:
+    """Send the request and read the raw body; return the transport error, if any."""
+    deadline = time.monotonic() + limits.total
+    try:
+        response = client.send(request, stream=True, follow_redirects=False)
+        exchange.response = response
+        try:
+            watchdog.watch(response.extensions.get("network_stream"))
+            read_raw(response, exchange, limits.max_body_bytes, deadline)
+        finally:
+            response.close()
+    except httpx.HTTPError as exc:
+        exchange.deadline_passed = exchange.deadline_passed or watchdog.fired
+        return exc
+    return None
 
 
 def _record_response(
-    result: ProbeResult, exchange: _Exchange, secrets: list[str]
+    result: ProbeResult, exchange: Exchange, body: Body, mask: Callable[[str], str]
 ) -> None:
     response = exchange.response
     if response is None:
         return
     result.http_status = response.status_code
-    result.content_type = response.headers.get("content-type")
+    content_type = response.headers.get("content-type")
+    result.content_type = mask(content_type) if content_type is not None else None
     declared = response.headers.get("content-length", "")
     result.declared_length = int(declared) if declared.isdigit() else None
-    result.body_bytes = len(exchange.body)
-    text = bytes(exchange.body).decode(_codec(response.charset_encoding), "replace")
-    text = _mask(text, secrets)
-    result.text = text[:_TEXT_CHARS]
-    result.excerpt = " ".join(text[: _EXCERPT_CHARS * 2].split())[:_EXCERPT_CHARS]
-    if _looks_like_json(result.content_type, text):
-        try:
-            result.json = json.loads(text)
-        except (ValueError, RecursionError):
-            result.json = None
+    result.body_bytes = len(exchange.raw)
+    result.text = body.text
+    result.excerpt = " ".join(body.text[: _EXCERPT_CHARS * 2].split())[:_EXCERPT_CHARS]
+    result.json = body.json
 
 
-def _judge_transport_error(
-    result: ProbeResult,
-    exc: httpx.HTTPError,
-    connect_timeout: float,
-    read_timeout: float,
-) -> None:
-    """Classify a failure before any response arrived."""
-    host = httpx.URL(result.url).host
-    causes = list(_causes(exc))
-    ssl_error = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
-    kind: ErrorKind
-    if isinstance(exc, httpx.ConnectTimeout):
-        kind, error = "timeout", f"No connection to {host} within {connect_timeout} s."
-    elif isinstance(exc, httpx.TimeoutException):
-        kind, error = "timeout", f"No response from {host} within {read_timeout} s."
-    elif ssl_error is not None:
-        reason = ssl_error.reason or str(ssl_error)
-        kind, error = "tls", f"TLS handshake with {host} failed: {reason}."
-    elif any(isinstance(c, socket.gaierror) for c in causes):
-        kind, error = "dns", f"The host name {host} could not be resolved."
-    elif any(isinstance(c, ConnectionRefusedError) for c in causes):
-        kind, error = "connection refused", f"{host} refused the connection."
-    elif isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
-        kind, error = "protocol", f"{host} broke the HTTP protocol: {_sentence(exc)}"
-    else:
-        kind, error = "network", f"The request to {host} failed: {_sentence(exc)}"
-    _set(result, "error", kind, error)
+def _masker(
+    headers: Mapping[str, str], redactor: Redactor | None
+) -> Callable[[str], str]:
+    """Return a function that masks the caller's header values and known secrets."""
+    secrets = _secret_values(headers)
 
+    def mask(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return redactor.mask(text) if redactor is not None else text
 
-def _judge_incomplete(
-    result: ProbeResult,
-    exchange: _Exchange,
-    exc: httpx.HTTPError | None,
-    total_timeout: float,
-    limit: int,
-) -> None:
-    """Classify a response whose body did not arrive whole."""
-    result.truncated = True
-    received = f"{result.body_bytes} of {result.declared_length or 'unknown'} bytes"
-    if exchange.too_large:
-        result.status, result.error_kind = "fail", "too large"
-        result.error = (
-            f"The body is larger than {limit} bytes, so only those were read."
-        )
-    elif exchange.deadline_passed or isinstance(exc, httpx.TimeoutException):
-        result.status, result.error_kind = "error", "timeout"
-        result.error = f"The body was incomplete after {total_timeout} s: {received}."
-    elif isinstance(exc, httpx.RemoteProtocolError):
-        result.status, result.error_kind = "fail", "truncated"
-        result.error = f"The server closed the connection after {received}."
-    else:
-        result.status, result.error_kind = "error", "network"
-        result.error = f"The body was cut off after {received}: {_sentence(exc)}"
-    if result.http_status is not None:
-        content_type, body = result.content_type, result.text
-        result.health = interpret_health(result.http_status, content_type, body)
-        result.reasons = list(result.health.reasons)
-
-
-def _judge_response(result: ProbeResult, exchange: _Exchange, expect: Expect) -> None:
-    """Classify a complete response against what the caller expects."""
-    code = result.http_status or 0
-    if 300 <= code < 400:
-        location = (
-            exchange.response.headers.get("location") if exchange.response else None
-        )
-        _judge_redirect(result, location)
-    elif expect == "health":
-        _judge_health(result)
-    elif code in (401, 403):
-        _set(result, "fail", "auth", f"HTTP {code}: authentication required.")
-    elif code >= 400:
-        _set(result, "fail", "http error", f"HTTP {code} from {result.url}.")
-    elif expect == "json" and result.json is None:
-        _judge_not_json(result)
-    elif expect == "metrics" and (
-        "html" in (result.content_type or "") or not result.text
-    ):
-        kind: ErrorKind = "unexpected content" if result.text else "empty body"
-        _set(result, "fail", kind, f"HTTP {code} returned no Prometheus metrics text.")
-    else:
-        result.status = "pass"
-
-
-def _judge_redirect(result: ProbeResult, location: str | None) -> None:
-    code = result.http_status
-    if not location:
-        _set(result, "fail", "redirect", f"HTTP {code} redirect without a Location.")
-        return
-    target = httpx.URL(result.url).join(location)  # httpx has validated Location
-    where = _redact_url(str(target))
-    if any(word in target.path.lower() for word in _LOGIN_WORDS):
-        error = f"HTTP {code} redirected to login at {where}: authentication required."
-    else:
-        error = f"HTTP {code} redirected to {where}; the redirect was not followed."
-    if target.host != httpx.URL(result.url).host:
-        result.reasons.append("The redirect leads to another host.")
-    _set(result, "fail", "redirect", error)
-
-
-def _judge_health(result: ProbeResult) -> None:
-    verdict = interpret_health(
-        result.http_status or 0, result.content_type, result.text
-    )
-    result.health = verdict
-    result.reasons = list(verdict.reasons)
-    code = result.http_status or 0
-    if verdict.overall in ("pass", "warn"):
-        result.status = verdict.overall
-    elif verdict.format == "html" and code in (502, 503, 504):
-        _set(result, "fail", "upstream unavailable", verdict.reasons[0])
-    elif code in (401, 403):
-        _set(result, "fail", "auth", verdict.reasons[0])
-    elif verdict.overall == "fail" and verdict.format not in _UNRECOGNISED:
-        _set(result, "fail", "unhealthy", _name_failures(verdict))
-    elif verdict.format == "invalid-json":
-        _set(result, "fail", "invalid json", verdict.reasons[0])
-    elif code >= 400:
-        _set(result, "fail", "http error", verdict.reasons[0])
-    else:
-        _set(result, "fail", "not a health response", verdict.reasons[0])
-
-
-def _name_failures(verdict: HealthVerdict) -> str:
-    names = [check.name for check in verdict.failing()]
-    if not names:
-        return verdict.reasons[0]
-    cause = f" ({verdict.diagnosis})" if verdict.diagnosis else ""
-    return f"Failing checks: {', '.join(names[:5])}{cause}."
-
-
-def _judge_not_json(result: ProbeResult) -> None:
-    if not result.text.strip():
-        _set(result, "fail", "empty body", f"HTTP {result.http_status} with no body.")
-    elif "html" in (result.content_type or "") or result.text.lstrip().startswith("<"):
-        _set(result, "fail", "unexpected content", "An HTML page, not JSON.")
-    else:
-        _set(result, "fail", "invalid json", "The body is not valid JSON.")
-
-
-def _set(result: ProbeResult, status: Status, kind: ErrorKind, error: str) -> None:
-    result.status, result.error_kind, result.error = status, kind, error
-
-
-def _looks_like_json(content_type: str | None, text: str) -> bool:
-    return "json" in (content_type or "") or text.lstrip().startswith("{")
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """Yield the exception and every exception it was raised from, outermost first."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _redact_url(url: str) -> str:
-    """Mask the URL's password and the values of secret-looking query parameters."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return "<invalid URL>"
-    if parsed.password:
-        parsed = parsed.copy_with(password="***")
-    params = [
-        (key, "***" if any(w in key.lower() for w in _SECRET_QUERY_WORDS) else value)
-        for key, value in parsed.params.multi_items()
-    ]
-    if params:
-        parsed = parsed.copy_with(params=params)
-    return str(parsed)
+    return mask
 
 
 def _secret_values(headers: Mapping[str, str]) -> list[str]:
@@ -428,29 +298,32 @@ def _secret_values(headers: Mapping[str, str]) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def _mask(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-def _scrub(result: ProbeResult, secrets: list[str]) -> None:
-    """Mask any header value that an error message or reason repeats."""
+def _scrub(result: ProbeResult, mask: Callable[[str], str]) -> None:
+    """Mask secrets that an error message or reason repeats, then cut it short."""
     if result.error:
-        result.error = _mask(result.error, secrets)
-    result.reasons = [_mask(reason, secrets) for reason in result.reasons]
+        result.error = mask(result.error)[:_MESSAGE_CHARS]
+    result.reasons = [mask(reason)[:_MESSAGE_CHARS] for reason in result.reasons]
 
 
-def _sentence(exc: object) -> str:
-    return str(exc).rstrip(".") + "."
+def _cut_utf8(text: str) -> tuple[str, bool]:
+    """Return ``text`` cut to the recorded size in UTF-8, and whether it was cut."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= _RECORDED_TEXT_BYTES:
+        return text, False
+    return encoded[:_RECORDED_TEXT_BYTES].decode("utf-8", "ignore"), True
 
 
-def _codec(charset: str | None) -> str:
-    """Return the codec for a response charset, UTF-8 when it is missing or unknown."""
+def _bounded_json(value: Any) -> tuple[Any, bool]:
+    """Return a copy of ``value`` and False, or None and True when it is too big."""
+    if value is None:
+        return None, False
     try:
-        return codecs.lookup(charset or "utf-8").name
-    except LookupError:
-        return "utf-8"
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return None, True
+    if len(encoded.encode("utf-8", "replace")) >= _RECORDED_JSON_BYTES:
+        return None, True
+    return json.loads(encoded), False
 
 
 def _now() -> str:

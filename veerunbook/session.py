@@ -62,6 +62,7 @@ class Session:
             read_timeout=limits.read_seconds,
             total_timeout=limits.connect_seconds + 2 * limits.read_seconds,
             max_body_bytes=limits.max_body_bytes,
+            redactor=self.redactor,
         )
         if record:
             self.run.record_probe(result)
