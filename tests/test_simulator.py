@@ -210,13 +210,13 @@ def test_database_seeded(start: StartTarget) -> None:
         "accounts": 5,
         "posts": 40,
         "payments": 15,
-        "migrations": 7,
+        "migrations": 10,
         "deploys": 5,
     }
     assert statuses == {"scheduled", "published"}
     for address in addresses:
         assert address.startswith(("203.0.113.", "198.51.100."))
-    assert {"version", "deployed_at", "status"} <= set(columns)
+    assert {"version", "deployed_at", "status", "note"} <= set(columns)
 
 
 # Scenarios
@@ -306,10 +306,14 @@ def test_health_healthy(start: StartTarget) -> None:
     assert body["version"] == "1.4.2"
     assert body["uptime"] >= 0
     assert body["timestamp"].endswith("Z")
-    assert set(body["checks"]) == {"database", "memory", "instagram"}
-    assert body["checks"]["database"]["status"] == "healthy"
+    assert set(body["checks"]) == {"database", "memory", "instagram", "dataIntegrity"}
+    for name, check in body["checks"].items():
+        assert check["status"] == "pass", name
     assert body["checks"]["database"]["latencyMs"] > 0
-    assert body["checks"]["memory"]["usagePercent"] < 85
+    assert body["checks"]["memory"]["heapUsedPercent"] < 85
+    assert body["checks"]["dataIntegrity"]["detail"] == (
+        "15 payments rows pass validation"
+    )
 
 
 def test_health_db_outage(start: StartTarget) -> None:
@@ -318,7 +322,7 @@ def test_health_db_outage(start: StartTarget) -> None:
     database = response.json()["checks"]["database"]
     assert response.status_code == 503
     assert response.json()["status"] == "unhealthy"
-    assert database["status"] == "unhealthy"
+    assert database["status"] == "fail"
     assert database["error"] == "connect ECONNREFUSED 192.0.2.10:5432"
 
 

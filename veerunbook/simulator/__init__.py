@@ -4,7 +4,8 @@
 ``serve_forever`` does the same for the command line. The service serves the
 endpoints the runbook probes (health, metrics, logs, audits, admin, user flows),
 keeps its data in a real SQLite file, generates background traffic, and behaves as
-the active scenario of ``SCENARIOS`` prescribes.
+the active scenario of ``SCENARIOS`` prescribes. ``python -m veerunbook.simulator.ops``
+runs the runbook's database, deploy and security operations on its data directory.
 """
 
 from veerunbook.simulator.scenarios import (

@@ -2,12 +2,15 @@
 
 It runs before routing, so requests to unknown paths and requests that a handler
 fails on are counted too. Blocked client addresses get 403 here on every path
-except the health checks and ``/metrics``.
+except the health checks and ``/metrics``, and a route that the scenario makes hang
+waits here before its handler runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import re
 import secrets
 import time
@@ -18,12 +21,15 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veerunbook.simulator.behaviour import EXEMPT_FROM_BLOCKING, ROUTES
-from veerunbook.simulator.scenarios import ErrorSignature, Scenario
+from veerunbook.simulator.model import ErrorSignature, Scenario
 from veerunbook.simulator.service import SimulatedService
+
+logger = logging.getLogger("veerunbook.simulator")
 
 KNOWN_PATHS = frozenset(route.path for route in ROUTES)
 UNMATCHED_ENDPOINT = "unmatched"
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+STOP_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -60,6 +66,22 @@ def client_address(scope: Scope, headers: Headers) -> str:
         except ValueError:
             continue
     return "unknown"
+
+
+async def hang(context: RequestContext, seconds: float) -> bool:
+    """Wait ``seconds``, or less when the service stops; return whether it stopped.
+
+    The wait polls, so stopping the server never has to cancel the request.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    stopping = context.service.stopping
+    while not stopping.is_set():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(remaining, STOP_POLL_SECONDS))
+    return True
 
 
 class RequestAccounting:
@@ -113,12 +135,21 @@ class RequestAccounting:
         path = scope["path"]
         blocked = self.service.security.is_blocked(context.client_ip)
         if blocked and path not in EXEMPT_FROM_BLOCKING:
-            response = JSONResponse(
-                {"error": "Forbidden", "correlationId": context.correlation_id},
-                status_code=403,
-            )
-            await response(scope, receive, send)
+            await _error(403, "Forbidden", context)(scope, receive, send)
             return
+        hang_seconds = context.scenario.route_hangs.get(f"{scope['method']} {path}")
+        if hang_seconds is not None:
+            logger.debug(
+                "request %s to %s hangs for %g s in scenario %s",
+                context.correlation_id,
+                path,
+                hang_seconds,
+                context.scenario.name,
+            )
+            if await hang(context, hang_seconds):
+                message = "Service Unavailable: the server is shutting down"
+                await _error(503, message, context)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     def _record(
@@ -136,3 +167,8 @@ class RequestAccounting:
             client_ip=context.client_ip,
             error=context.error,
         )
+
+
+def _error(status: int, message: str, context: RequestContext) -> JSONResponse:
+    body = {"error": message, "correlationId": context.correlation_id}
+    return JSONResponse(body, status_code=status)

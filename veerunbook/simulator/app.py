@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from veerunbook.simulator import api, audit, health
+from veerunbook.simulator import admin, api, audit, health
 from veerunbook.simulator.accounting import RequestAccounting
 from veerunbook.simulator.behaviour import ROUTES
 from veerunbook.simulator.responses import MAX_BODY_BYTES, context_of, error_response
@@ -24,7 +24,9 @@ HANDLERS = {
     "GET /metrics": health.metrics,
     "GET /api/audit/security": audit.security_audit,
     "GET /api/audit/performance": audit.performance_audit,
-    "POST /admin/security/block-ip": audit.block_ip,
+    "POST /admin/security/block-ip": admin.block_ip,
+    "POST /admin/scenario": admin.switch_scenario,
+    "POST /admin/deploy/rollback": admin.rollback_deploy,
     "GET /api/deployments": audit.deployments,
     "POST /api/auth/login": api.login,
     "GET /api/user": api.current_user,

@@ -1,25 +1,17 @@
-"""Audit, deployment and admin endpoints of the simulated service."""
+"""Audit and deployment endpoints of the simulated service."""
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import logging
-import os
 import statistics
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from veerunbook.simulator.logs import LEVELS
 from veerunbook.simulator.responses import (
-    InvalidBody,
     apply_scenario,
-    bearer_token,
     context_of,
     error_response,
     query_int,
-    read_json_object,
 )
 from veerunbook.simulator.security import (
     LOGIN_LIMIT,
@@ -27,10 +19,7 @@ from veerunbook.simulator.security import (
     SEVERITY_RANK,
 )
 
-logger = logging.getLogger("veerunbook.simulator")
-
 PERFORMANCE_WINDOW_SECONDS = 300.0
-MAX_REASON_LENGTH = 200
 
 
 async def security_audit(request: Request) -> Response:
@@ -98,55 +87,3 @@ async def deployments(request: Request) -> Response:
         return fault
     deploys = context.service.store.recent_deploys(limit)
     return JSONResponse({"current": context.service.version, "deployments": deploys})
-
-
-async def block_ip(request: Request) -> Response:
-    """``POST /admin/security/block-ip`` with ``{"ip", "reason"}`` and a bearer token.
-
-    The token must equal the environment variable named by ``admin_token_env``,
-    read on each request. The endpoint returns 503 while that variable is unset or
-    empty.
-    """
-    context = context_of(request)
-    variable = context.service.admin_token_env
-    expected = os.environ.get(variable, "")
-    if not expected:
-        message = f"Admin API is disabled because {variable} is not set."
-        return error_response(context, 503, message)
-    supplied = bearer_token(request) or ""
-    if not hmac.compare_digest(supplied.encode(), expected.encode()):
-        response = error_response(context, 401, "Unauthorized")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-
-    try:
-        body = await read_json_object(request)
-        ip, reason = _parse_block_request(body)
-    except (InvalidBody, ValueError) as exc:
-        return error_response(context, 400, str(exc))
-
-    entry, already = context.service.security.block(ip, reason)
-    if not already:
-        logger.info("simulated target blocked IP %s: %s", ip, reason)
-        context.service.log_event(LEVELS["warn"], f"IP {ip} blocked: {reason}")
-    return JSONResponse({**entry.to_json(), "alreadyBlocked": already})
-
-
-def _parse_block_request(body: dict[str, object]) -> tuple[str, str]:
-    raw_ip = body.get("ip")
-    if not isinstance(raw_ip, str):
-        raise ValueError("missing field ip: give an IPv4 or IPv6 address")
-    try:
-        address = ipaddress.ip_address(raw_ip.strip())
-    except ValueError:
-        raise ValueError(f"invalid IP address {raw_ip!r}") from None
-    if address.is_loopback or address.is_unspecified:
-        raise ValueError(
-            f"rejected {address}: blocking it would lock out local operators"
-        )
-    reason = body.get("reason", "manual")
-    if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON_LENGTH:
-        raise ValueError(
-            f"invalid reason: give a text of 1 to {MAX_REASON_LENGTH} characters"
-        )
-    return str(address), reason

@@ -13,13 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from veerunbook.simulator.scenarios import ErrorSignature, Scenario
+from veerunbook.simulator.model import ErrorSignature, RouteFailure, Scenario
 
 POOL_MAX = 20
 """Size of the simulated node-postgres pool (its ``max`` option)."""
 
 HEAP_LIMIT_BYTES = 512 * 1024 * 1024
 """V8 heap limit, as set by ``--max-old-space-size=512``."""
+
+RESIDENT_BASE_BYTES = 96 * 1024 * 1024
+"""Resident memory outside the V8 heap: code, stacks and Buffers."""
+
+RESIDENT_GROWTH_CAP_BYTES = 1024 * 1024 * 1024
+"""Maximum growth of resident memory above its base in a leaking scenario."""
 
 # Log-normal spread of request latency around each route's median: with 0.35 the
 # 95th percentile is about 1.8 times the median.
@@ -60,6 +66,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/audit/performance", 0, needs_database=False),
     Route("POST", "/admin/security/block-ip", 0, needs_database=False),
     Route("GET", "/api/deployments", 0, needs_database=True),
+    Route("POST", "/admin/scenario", 0, needs_database=False),
+    Route("POST", "/admin/deploy/rollback", 0, needs_database=True),
     Route(
         "POST",
         "/api/auth/login",
@@ -110,6 +118,7 @@ class Outcome:
     status_code: int
     latency_seconds: float
     error: ErrorSignature | None = None
+    public_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,46 +151,104 @@ class MemorySnapshot:
         return 100.0 * self.heap_used / self.heap_limit
 
 
+NO_FAILURES: Mapping[str, RouteFailure] = MappingProxyType({})
+
+
 def sample_latency(route: Route, scenario: Scenario, rng: random.Random) -> float:
-    """Draw one latency in seconds for ``route`` under ``scenario``."""
+    """Draw one latency in seconds for ``route`` under ``scenario``, pauses included."""
     if route.median_ms <= 0:
         return 0.0
     median = route.median_ms * scenario.latency_scale
-    return rng.lognormvariate(math.log(median), LATENCY_SIGMA) / 1000.0
+    latency = rng.lognormvariate(math.log(median), LATENCY_SIGMA) / 1000.0
+    pause = scenario.pause
+    if pause is not None and rng.random() < pause.probability:
+        latency += rng.uniform(pause.min_seconds, pause.max_seconds)
+    return latency
 
 
-def decide_outcome(route: Route, scenario: Scenario, rng: random.Random) -> Outcome:
+def decide_outcome(
+    route: Route,
+    scenario: Scenario,
+    rng: random.Random,
+    release: Mapping[str, RouteFailure] = NO_FAILURES,
+) -> Outcome:
     """Decide whether a request to ``route`` fails under ``scenario``, and how slowly.
 
-    A refused database connection fails fast, so it takes a few milliseconds
-    rather than the route's usual latency.
+    ``release`` contains the failures of the deployed version. A refused database
+    connection fails fast, so it takes a few milliseconds rather than the route's
+    usual latency. A hanging route answers normally, but only after the hang.
     """
     if route.needs_database and scenario.database_error is not None:
         latency = rng.uniform(0.002, 0.008)
         return Outcome(503, latency, scenario.database_error)
+    hang = scenario.route_hangs.get(route.key)
+    if hang is not None:
+        return Outcome(route.success_status, hang)
 
     latency = sample_latency(route, scenario, rng)
-    failure = scenario.route_failures.get(route.key)
-    if failure is not None and rng.random() < failure.probability:
-        return Outcome(failure.status_code, latency, failure.error)
+    for failure in _candidate_failures(route, scenario, release):
+        if rng.random() >= failure.probability:
+            continue
+        if failure.latency_seconds is not None:
+            latency = failure.latency_seconds * rng.uniform(1.0, 1.01)
+        return Outcome(
+            failure.status_code, latency, failure.error, failure.public_message
+        )
     return Outcome(route.success_status, latency)
 
 
+def _candidate_failures(
+    route: Route, scenario: Scenario, release: Mapping[str, RouteFailure]
+) -> list[RouteFailure]:
+    candidates = [
+        failure
+        for failure in (
+            scenario.route_failures.get(route.key),
+            release.get(route.key),
+        )
+        if failure is not None
+    ]
+    pooled = scenario.database_route_failure
+    if pooled is not None and route.needs_database and route.path in USER_API_PATHS:
+        candidates.append(pooled)
+    return candidates
+
+
 def sample_pool(scenario: Scenario, rng: random.Random) -> PoolSnapshot:
-    """Draw the pool figures: busy connections around ``pool_in_use``, a few idle."""
+    """Draw the pool figures: busy connections around ``pool_in_use``, a few idle.
+
+    A scenario with waiting clients has every connection checked out.
+    """
     if not scenario.database_reachable:
         return PoolSnapshot(total=0, idle=0, waiting=0, max=POOL_MAX)
+    if scenario.pool_waiting > 0:
+        waiting = scenario.pool_waiting + rng.randint(0, 5)
+        return PoolSnapshot(total=POOL_MAX, idle=0, waiting=waiting, max=POOL_MAX)
     busy = round(POOL_MAX * scenario.pool_in_use * rng.uniform(0.7, 1.3))
     active = min(max(busy, 1), POOL_MAX)
     idle = min(POOL_MAX - active, 4)
     return PoolSnapshot(total=active + idle, idle=idle, waiting=0, max=POOL_MAX)
 
 
-def sample_memory(scenario: Scenario, rng: random.Random) -> MemorySnapshot:
-    """Draw heap figures around ``heap_used_ratio`` of the heap limit."""
+def sample_memory(
+    scenario: Scenario, rng: random.Random, active_seconds: float
+) -> MemorySnapshot:
+    """Draw heap figures around ``heap_used_ratio`` of the heap limit.
+
+    Resident memory grows with ``active_seconds``, the time since the scenario
+    became active, at the scenario's growth rate. It carries no random spread, so
+    two scrapes show the growth.
+    """
     ratio = scenario.heap_used_ratio * rng.uniform(0.97, 1.03)
     heap_used = int(HEAP_LIMIT_BYTES * min(ratio, 1.0))
     heap_total = min(int(heap_used * 1.25), HEAP_LIMIT_BYTES)
-    # Resident memory adds code, stacks and Buffers outside the heap.
-    resident = heap_total + 96 * 1024 * 1024
+    nominal_total = min(
+        int(HEAP_LIMIT_BYTES * scenario.heap_used_ratio * 1.25), HEAP_LIMIT_BYTES
+    )
+    growth = scenario.resident_growth_bytes_per_second * max(active_seconds, 0.0)
+    resident = (
+        nominal_total
+        + RESIDENT_BASE_BYTES
+        + int(min(growth, RESIDENT_GROWTH_CAP_BYTES))
+    )
     return MemorySnapshot(heap_used, heap_total, HEAP_LIMIT_BYTES, resident)

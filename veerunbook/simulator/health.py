@@ -2,70 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from veerunbook.simulator.accounting import RequestContext
-from veerunbook.simulator.behaviour import ROUTES_BY_KEY, MemorySnapshot, sample_latency
+from veerunbook.simulator.checks import (
+    check_database,
+    check_instagram,
+    check_integrity,
+    check_memory,
+    overall_status,
+)
 from veerunbook.simulator.logs import LEVELS, parse_duration, parse_level
 from veerunbook.simulator.responses import context_of, error_response, query_int
 from veerunbook.simulator.seed import iso
-
-logger = logging.getLogger("veerunbook.simulator")
-
-MEBIBYTE = 1024 * 1024
-# The runbook's warning alert fires on memory usage above 85 %.
-MEMORY_DEGRADED_PERCENT = 85.0
-MEMORY_UNHEALTHY_PERCENT = 95.0
-DATABASE_ROUTE = ROUTES_BY_KEY["GET /health/database"]
-INSTAGRAM_MEDIAN_MS = 90.0
-
-
-async def check_database(context: RequestContext) -> dict[str, Any]:
-    """Query the database as the health checks do; set the context error on failure."""
-    scenario = context.scenario
-    if scenario.database_error is not None:
-        context.error = scenario.database_error
-        return {
-            "status": "unhealthy",
-            "latencyMs": None,
-            "error": scenario.database_error.message,
-        }
-    latency = sample_latency(DATABASE_ROUTE, scenario, context.service.rng)
-    await asyncio.sleep(latency)
-    try:
-        context.service.store.ping()
-    except sqlite3.Error as exc:
-        logger.warning("simulated database check failed: %s", exc)
-        return {"status": "unhealthy", "latencyMs": None, "error": str(exc)}
-    return {"status": "healthy", "latencyMs": round(latency * 1000, 1)}
-
-
-def check_memory(memory: MemorySnapshot) -> dict[str, Any]:
-    """Grade heap usage against the limit: degraded above 85 %, unhealthy above 95 %."""
-    usage = memory.usage_percent
-    if usage > MEMORY_UNHEALTHY_PERCENT:
-        status = "unhealthy"
-    elif usage > MEMORY_DEGRADED_PERCENT:
-        status = "degraded"
-    else:
-        status = "healthy"
-    return {
-        "status": status,
-        "heapUsedMB": round(memory.heap_used / MEBIBYTE, 1),
-        "heapTotalMB": round(memory.heap_total / MEBIBYTE, 1),
-        "heapLimitMB": round(memory.heap_limit / MEBIBYTE, 1),
-        "rssMB": round(memory.resident / MEBIBYTE, 1),
-        "usagePercent": round(usage, 1),
-    }
 
 
 def _now() -> str:
@@ -73,19 +27,23 @@ def _now() -> str:
 
 
 async def health(request: Request) -> Response:
-    """``GET /health``: overall status with database, memory and Instagram checks."""
+    """``GET /health``: overall status with database, memory, Instagram and data checks.
+
+    Returns 503 when the database or memory check fails and 200 otherwise, also
+    while degraded. A scenario with a ``health_page`` gets that HTML instead.
+    """
     context = context_of(request)
+    if context.scenario.health_page is not None:
+        return HTMLResponse(context.scenario.health_page)
     service = context.service
-    instagram_ms = service.rng.lognormvariate(0, 0.3) * INSTAGRAM_MEDIAN_MS
+    figures = service.figures()
     checks = {
-        "database": await check_database(context),
-        "memory": check_memory(service.figures().memory),
-        "instagram": {"status": "healthy", "latencyMs": round(instagram_ms, 1)},
+        "database": await check_database(context, figures.pool),
+        "memory": check_memory(figures.memory),
+        "instagram": check_instagram(context, service.rng),
+        "dataIntegrity": check_integrity(context),
     }
-    statuses = {check["status"] for check in checks.values()}
-    overall = next(
-        (level for level in ("unhealthy", "degraded") if level in statuses), "healthy"
-    )
+    overall = overall_status(checks)
     body = {
         "status": overall,
         "timestamp": _now(),
@@ -105,14 +63,13 @@ async def liveness(request: Request) -> Response:
 async def readiness(request: Request) -> Response:
     """``GET /readyz``: ready unless the database or memory check fails."""
     context = context_of(request)
-    database = await check_database(context)
-    memory = check_memory(context.service.figures().memory)
-    grade = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}
+    figures = context.service.figures()
+    memory = check_memory(figures.memory)
     checks: dict[str, dict[str, Any]] = {
-        "database": {**database, "status": grade[database["status"]]},
+        "database": await check_database(context, figures.pool),
         "memory": {
-            "status": grade[memory["status"]],
-            "usagePercent": memory["usagePercent"],
+            "status": memory["status"],
+            "heapUsedPercent": memory["heapUsedPercent"],
         },
     }
     ready = all(check["status"] != "fail" for check in checks.values())
@@ -125,12 +82,18 @@ async def readiness(request: Request) -> Response:
 
 
 async def database_health(request: Request) -> Response:
-    """``GET /health/database``: connectivity, pool figures and query latency."""
+    """``GET /health/database``: connectivity, pool figures, latency and integrity.
+
+    Degraded (200) when the pool is exhausted or payments fail validation,
+    unhealthy (503) when the database cannot be reached.
+    """
     context = context_of(request)
-    database = await check_database(context)
     pool = context.service.figures().pool
+    database = await check_database(context, pool)
+    integrity = check_integrity(context)
+    status = overall_status({"database": database, "integrity": integrity})
     body: dict[str, Any] = {
-        "status": database["status"],
+        "status": status,
         "pool": {
             "total": pool.total,
             "idle": pool.idle,
@@ -138,11 +101,12 @@ async def database_health(request: Request) -> Response:
             "max": pool.max,
         },
         "queryLatencyMs": database["latencyMs"],
+        "integrity": integrity,
     }
-    if "error" in database:
-        body["error"] = database["error"]
-    healthy = database["status"] == "healthy"
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    for key in ("error", "detail"):
+        if key in database:
+            body[key] = database[key]
+    return JSONResponse(body, status_code=503 if status == "unhealthy" else 200)
 
 
 async def recent_logs(request: Request) -> Response:

@@ -14,6 +14,11 @@ from veerunbook.simulator.accounting import RequestContext
 from veerunbook.simulator.behaviour import ROUTES_BY_KEY, decide_outcome
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_REAL_DELAY_SECONDS = 3.0
+"""Maximum wait of a real request for its simulated latency, so probes still finish.
+
+Background requests record the modelled latency in full.
+"""
 
 
 class InvalidBody(ValueError):
@@ -45,16 +50,22 @@ async def apply_scenario(request: Request) -> JSONResponse | None:
 
     Handlers call this after their own checks that need no database (input,
     authentication), and continue to the real work only when it returns None.
+    The wait is capped at ``MAX_REAL_DELAY_SECONDS``. A hanging route has waited
+    in ``RequestAccounting`` already.
     """
     context = context_of(request)
+    service = context.service
     route = ROUTES_BY_KEY[f"{request.method} {request.url.path}"]
-    outcome = decide_outcome(route, context.scenario, context.service.rng)
+    if route.key in context.scenario.route_hangs:
+        return None
+    release = service.release_failures()
+    outcome = decide_outcome(route, context.scenario, service.rng, release)
     if outcome.latency_seconds > 0:
-        await asyncio.sleep(outcome.latency_seconds)
+        await asyncio.sleep(min(outcome.latency_seconds, MAX_REAL_DELAY_SECONDS))
     if outcome.error is None:
         return None
     context.error = outcome.error
-    return error_response(context, outcome.status_code)
+    return error_response(context, outcome.status_code, outcome.public_message)
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

@@ -1,17 +1,24 @@
 """Security state of the simulated service: blocked addresses, events, login limits.
 
 The login limiter follows express-rate-limit's defaults for a login route: at most
-10 failed attempts per client address in a 15-minute window, then 429.
+10 failed attempts per client address in a 15-minute window, then 429. An address
+that reaches the limit is also blocked, except loopback addresses, which operators
+use. From an address's fifth failure in the window on, failed logins count as high
+severity, because a few typing mistakes never reach that many.
+
+High-severity events and blocks also go to an optional ``SecurityLedger``, the
+database, so operations outside the process can audit them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from veerunbook.simulator.seed import iso
 
@@ -23,6 +30,7 @@ Severity = Literal["low", "medium", "high"]
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 LOGIN_LIMIT = 10
 LOGIN_WINDOW_SECONDS = 900
+HIGH_SEVERITY_FAILURES = 5
 EVENT_CAPACITY = 2000
 TRACKED_ADDRESS_CAPACITY = 10_000
 
@@ -65,10 +73,21 @@ class BlockedAddress:
         }
 
 
+class SecurityLedger(Protocol):
+    """Durable storage for high-severity events and blocked addresses."""
+
+    def save_security_event(self, event: SecurityEvent) -> None:
+        """Store one high-severity event."""
+
+    def save_blocked_address(self, entry: BlockedAddress) -> None:
+        """Store one newly blocked address."""
+
+
 class SecurityState:
     """Thread-safe blocked addresses, audit events and security counters."""
 
-    def __init__(self) -> None:
+    def __init__(self, ledger: SecurityLedger | None = None) -> None:
+        self._ledger = ledger
         self._lock = threading.Lock()
         self._blocked: dict[str, BlockedAddress] = {}
         self._events: deque[SecurityEvent] = deque(maxlen=EVENT_CAPACITY)
@@ -86,11 +105,9 @@ class SecurityState:
             existing = self._blocked.get(ip)
             if existing is not None:
                 return existing, True
-            entry = BlockedAddress(ip, reason, time.time())
-            self._blocked[ip] = entry
-            self.blocked_total += 1
-            self._add_event("ip_blocked", ip, "medium", f"blocked manually: {reason}")
-            return entry, False
+            entry = self._block_locked(ip, reason, f"blocked manually: {reason}")
+        self._save_block(entry)
+        return entry, False
 
     def blocked(self) -> list[BlockedAddress]:
         """Return the blocked addresses in the order they were blocked."""
@@ -98,21 +115,48 @@ class SecurityState:
             return list(self._blocked.values())
 
     def login_allowed(self, ip: str) -> bool:
-        """Check ``ip`` against the failed-login limit, recording a hit when over it."""
+        """Check ``ip`` against the failed-login limit, recording a hit when over it.
+
+        An address over the limit is blocked too, unless it is a loopback address.
+        """
+        entry = None
         with self._lock:
             failures = self._recent_failures(ip)
             if len(failures) < LOGIN_LIMIT:
                 return True
             detail = f"{len(failures)} failed logins in {LOGIN_WINDOW_SECONDS} s"
             self._add_event("rate_limit_hit", ip, "medium", detail)
-            return False
+            if ip not in self._blocked and _blockable(ip):
+                reason = f"rate limit exceeded: {detail}"
+                entry = self._block_locked(
+                    ip, reason, f"blocked automatically: {reason}"
+                )
+        if entry is not None:
+            self._save_block(entry)
+        return False
 
     def record_failed_login(self, ip: str) -> None:
         """Count a failed login from ``ip`` towards the limit and the audit trail."""
         with self._lock:
-            self._recent_failures(ip).append(time.time())
+            failures = self._recent_failures(ip)
+            failures.append(time.time())
             self.failed_logins_total += 1
-            self._add_event("failed_login", ip, "low", "invalid email or password")
+            severity: Severity = (
+                "high" if len(failures) >= HIGH_SEVERITY_FAILURES else "low"
+            )
+            detail = "invalid email or password"
+            event = self._add_event("failed_login", ip, severity, detail)
+        if severity == "high":
+            self._save_event(event)
+
+    def record_event(
+        self, kind: EventType, ip: str, severity: Severity, detail: str
+    ) -> None:
+        """Append an event that no limiter decision produced, such as a probe."""
+        with self._lock:
+            event = self._add_event(kind, ip, severity, detail)
+        if severity == "high":
+            self._save_event(event)
 
     def events(self, min_severity: str, limit: int) -> list[SecurityEvent]:
         """Return up to ``limit`` events at ``min_severity`` or above, newest first."""
@@ -145,7 +189,34 @@ class SecurityState:
             failures.popleft()
         return failures
 
+    def _block_locked(self, ip: str, reason: str, detail: str) -> BlockedAddress:
+        entry = BlockedAddress(ip, reason, time.time())
+        self._blocked[ip] = entry
+        self.blocked_total += 1
+        self._add_event("ip_blocked", ip, "medium", detail)
+        return entry
+
     def _add_event(
         self, kind: EventType, ip: str, severity: Severity, detail: str
-    ) -> None:
-        self._events.append(SecurityEvent(time.time(), kind, ip, severity, detail))
+    ) -> SecurityEvent:
+        event = SecurityEvent(time.time(), kind, ip, severity, detail)
+        self._events.append(event)
+        return event
+
+    # The ledger is called outside the lock, so a slow disk never stalls requests
+    # that only read the in-memory state.
+    def _save_event(self, event: SecurityEvent) -> None:
+        if self._ledger is not None:
+            self._ledger.save_security_event(event)
+
+    def _save_block(self, entry: BlockedAddress) -> None:
+        if self._ledger is not None:
+            self._ledger.save_blocked_address(entry)
+
+
+def _blockable(ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_unspecified)

@@ -20,6 +20,7 @@ import uvicorn
 
 from veerunbook.errors import VeerunbookError
 from veerunbook.simulator.app import build_app
+from veerunbook.simulator.backups import ensure_baseline_backup
 from veerunbook.simulator.scenarios import get_scenario
 from veerunbook.simulator.service import SimulatedService
 from veerunbook.simulator.state import DATABASE_FILENAME, Store
@@ -68,9 +69,34 @@ class RunningTarget:
         """The SQLite file holding accounts, posts, payments, migrations, deploys."""
         return self._service.store.path
 
+    @property
+    def data_dir(self) -> Path:
+        """The folder holding the database file and ``backups/``."""
+        return self._service.store.path.parent
+
     def set_scenario(self, name: str) -> None:
-        """Switch to scenario ``name``; raise ValueError if it is unknown."""
+        """Switch to scenario ``name``; raise ValueError if it is unknown.
+
+        The effects of the scenario left behind, a deployed release or changed
+        rows, stay until a rollback or a restore removes them.
+        """
         self._service.set_scenario(get_scenario(name))
+
+    def ops_command(self, name: str) -> list[str]:
+        """Return the argv of operation ``name`` on this target's data directory.
+
+        Append the operation's argument (a version or backup name) where it takes
+        one. Raises ValueError for an unknown operation.
+        """
+        # Imported here, because importing the module that ``python -m`` runs from
+        # the package would make runpy warn about it.
+        from veerunbook.simulator.ops import OPERATIONS
+
+        if name not in OPERATIONS:
+            known = ", ".join(OPERATIONS)
+            raise ValueError(f"unknown operation {name!r}; choose one of: {known}")
+        module = "veerunbook.simulator.ops"
+        return [sys.executable, "-m", module, "--data-dir", str(self.data_dir), name]
 
     def stop(self) -> None:
         """Stop traffic and server, join their threads, remove a temporary data dir.
@@ -84,6 +110,7 @@ class RunningTarget:
                 return
             self._stopped = True
 
+        self._service.stopping.set()
         traffic_stopped = self._traffic.stop(STOP_TIMEOUT_SECONDS)
         self._server.should_exit = True
         self._thread.join(STOP_TIMEOUT_SECONDS)
@@ -156,7 +183,8 @@ def start_target(
 
     ``port=0`` binds a free port, read back from the socket into ``base_url``.
     Without ``data_dir`` the database lives in a temporary directory that ``stop()``
-    removes; a given ``data_dir`` is created if missing and kept. ``traffic_rate``
+    removes; a given ``data_dir`` is created if missing and kept. A data directory
+    without backups gets a baseline backup before the scenario acts. ``traffic_rate``
     is the background load in requests per second (0 for none), and ``seed`` makes
     the sample data and the random draws repeatable.
     Raises ValueError for an unknown scenario, a host that is not loopback, or an
@@ -176,6 +204,7 @@ def start_target(
 
         store = Store(data_dir / DATABASE_FILENAME, random.Random(seed))
         undo.callback(store.close)
+        ensure_baseline_backup(store.path)
         service = SimulatedService(chosen, store, admin_token_env, seed)
         traffic = TrafficGenerator(service, traffic_rate, seed)
         listener = _bind(address, port)

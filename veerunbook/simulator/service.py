@@ -3,6 +3,9 @@
 Real requests (through the ASGI middleware) and background traffic (from the
 traffic thread) both end in ``SimulatedService.record_request``, which counts the
 request in the metrics and appends its pino record.
+
+The deployed version and its defects are state of the service, not of the scenario:
+a release that ``bad-deploy`` ships keeps failing until it is rolled back.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
-from veerunbook.simulator.behaviour import sample_memory, sample_pool
+from veerunbook.simulator.attack import Attack
+from veerunbook.simulator.behaviour import NO_FAILURES, sample_memory, sample_pool
+from veerunbook.simulator.effects import apply_effects
 from veerunbook.simulator.logs import LEVELS, LogBook, LogEntry
-from veerunbook.simulator.scenarios import ErrorSignature, Scenario
+from veerunbook.simulator.model import ErrorSignature, RouteFailure, Scenario
 from veerunbook.simulator.security import SecurityState
 from veerunbook.simulator.state import Store
 from veerunbook.simulator.telemetry import (
@@ -45,28 +51,48 @@ class SimulatedService:
         self.store = store
         self.admin_token_env = admin_token_env
         self.started_at = time.time()
-        self.version = store.current_version()
         self.rng = random.Random(seed)
-        self.security = SecurityState()
+        self.security = SecurityState(ledger=store)
         self.logbook = LogBook()
         self.stats = RequestStats()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(
             ServiceCollector(self.stats, self.security, self.figures)
         )
-        self._scenario = scenario
+        self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._switch_lock = threading.Lock()
         self._sessions: OrderedDict[str, int] = OrderedDict()
+        self._releases: dict[str, Mapping[str, RouteFailure]] = {}
+        self._scenario = scenario
+        self._activated_at = time.time()
+        self._attack = apply_effects(self, scenario)
 
     @property
     def scenario(self) -> Scenario:
         """The active scenario; a request reads it once and keeps that value."""
         return self._scenario
 
+    @property
+    def version(self) -> str:
+        """The deployed version, reread when the database changes."""
+        return self.store.current_version()
+
+    @property
+    def attack(self) -> Attack | None:
+        """The attack the active scenario started, if any."""
+        return self._attack
+
     def set_scenario(self, scenario: Scenario) -> None:
-        """Switch the active scenario; requests already running are unaffected."""
-        with self._lock:
+        """Switch the active scenario and apply its activation effects.
+
+        Requests already running keep the scenario they started with. Switches
+        are serialised, so effects apply in the order of the calls.
+        """
+        with self._switch_lock:
             previous, self._scenario = self._scenario, scenario
+            self._activated_at = time.time()
+            self._attack = apply_effects(self, scenario)
         logger.info(
             "simulated target switched scenario from %s to %s",
             previous.name,
@@ -74,12 +100,24 @@ class SimulatedService:
         )
         self.log_event(LEVELS["info"], f"scenario switched to {scenario.name}")
 
+    def register_release(
+        self, version: str, failures: Mapping[str, RouteFailure]
+    ) -> None:
+        """Attach route failures to ``version``; they apply while it is deployed."""
+        with self._lock:
+            self._releases[version] = failures
+
+    def release_failures(self) -> Mapping[str, RouteFailure]:
+        """Return the route failures of the deployed version."""
+        return self._releases.get(self.version, NO_FAILURES)
+
     def figures(self) -> ProcessFigures:
         """Draw the current pool and memory figures for health checks and metrics."""
         scenario = self._scenario
+        active_seconds = time.time() - self._activated_at
         return ProcessFigures(
             pool=sample_pool(scenario, self.rng),
-            memory=sample_memory(scenario, self.rng),
+            memory=sample_memory(scenario, self.rng, active_seconds),
             start_time=self.started_at,
         )
 

@@ -2,7 +2,9 @@
 
 The connection is shared by the server thread and the callers of ``ping``, so every
 statement runs under one lock. WAL mode lets other processes, such as the database
-procedures, read the file while the service writes to it.
+procedures and ``veerunbook.simulator.ops``, read the file while the service writes
+to it. Their writes reach the service too: it rereads the current version whenever
+SQLite's ``data_version`` shows that another connection changed the file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from veerunbook.simulator import releases
+from veerunbook.simulator.integrity import (
+    PaymentFinding,
+    count_payments,
+    find_invalid_payments,
+)
+from veerunbook.simulator.migrations import apply_pending, write_transaction
+from veerunbook.simulator.security import BlockedAddress, SecurityEvent
 from veerunbook.simulator.seed import SCHEMA, hash_password, iso, seed_database
 
 DATABASE_FILENAME = "veefore.sqlite3"
@@ -59,14 +69,18 @@ class Store:
         self._lock = threading.Lock()
         self._connection = sqlite3.connect(path, check_same_thread=False, timeout=2.0)
         self._connection.row_factory = sqlite3.Row
+        self._version: tuple[int, str] | None = None
         with self._lock:
             self._connection.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL syncs at checkpoints only and still never corrupts.
+            self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.executescript(SCHEMA)
             (accounts,) = self._connection.execute(
                 "SELECT COUNT(*) FROM accounts"
             ).fetchone()
             if accounts == 0:
                 seed_database(self._connection, rng)
+            apply_pending(self._connection)
 
     def close(self) -> None:
         """Close the connection; later calls raise ``sqlite3.ProgrammingError``."""
@@ -78,18 +92,22 @@ class Store:
         self._fetch_one("SELECT 1")
 
     def current_version(self) -> str:
-        """Return the version of the newest succeeded deploy, or ``"0.0.0"``."""
-        row = self._fetch_one(
-            "SELECT version FROM deploys WHERE status = 'succeeded'"
-            " ORDER BY deployed_at DESC LIMIT 1"
-        )
-        return str(row["version"]) if row else "0.0.0"
+        """Return the version of the newest succeeded deploy, or ``"0.0.0"``.
+
+        The version is cached until this store or another connection writes.
+        """
+        with self._lock:
+            (data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
+            if self._version is None or self._version[0] != data_version:
+                version = releases.current_version(self._connection)
+                self._version = (data_version, version)
+            return self._version[1]
 
     def recent_deploys(self, limit: int) -> list[dict[str, Any]]:
         """Return up to ``limit`` deploys, newest first."""
         rows = self._fetch_all(
-            "SELECT id, version, commit_sha, deployed_at, status FROM deploys"
-            " ORDER BY deployed_at DESC LIMIT ?",
+            "SELECT id, version, commit_sha, deployed_at, status, note FROM deploys"
+            " ORDER BY deployed_at DESC, id DESC LIMIT ?",
             (limit,),
         )
         return [
@@ -99,9 +117,71 @@ class Store:
                 "commitSha": row["commit_sha"],
                 "deployedAt": row["deployed_at"],
                 "status": row["status"],
+                "note": row["note"],
             }
             for row in rows
         ]
+
+    def record_deploy(self, version: str, commit_sha: str) -> None:
+        """Record a succeeded deploy of ``version`` made now."""
+        with self._lock:
+            self._version = None
+            releases.record_deploy(self._connection, version, commit_sha, None)
+
+    def rollback(self, version: str) -> releases.Rollback:
+        """Make ``version`` current again; raise UsageError if it was never deployed."""
+        with self._lock:
+            self._version = None
+            return releases.rollback(self._connection, version)
+
+    def validate_payments(self) -> tuple[list[PaymentFinding], int]:
+        """Validate the payments rows; return the failing ones and the rows checked."""
+        with self._lock:
+            findings = find_invalid_payments(self._connection)
+            return findings, count_payments(self._connection)
+
+    def tamper_payments(self, count: int, rng: random.Random) -> list[int]:
+        """Change the amounts of ``count`` payments rows without their checksums.
+
+        Every third changed amount becomes negative. Returns the changed ids.
+        """
+        with self._lock, write_transaction(self._connection):
+            rows = self._connection.execute(
+                "SELECT id, amount_cents FROM payments ORDER BY id"
+            ).fetchall()
+            sample = rng.sample(rows, min(count, len(rows)))
+            chosen = sorted(sample, key=lambda row: int(row[0]))
+            for number, (payment_id, amount) in enumerate(chosen):
+                changed = -amount if number % 3 == 0 else amount + rng.choice((1, 100))
+                self._connection.execute(
+                    "UPDATE payments SET amount_cents = ? WHERE id = ?",
+                    (changed, payment_id),
+                )
+        return [int(row[0]) for row in chosen]
+
+    def save_security_event(self, event: SecurityEvent) -> None:
+        """Store a high-severity event for audits from outside the process."""
+        record = event.to_json()
+        self._execute(
+            "INSERT INTO security_events (time, type, ip, severity, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                record["time"],
+                record["type"],
+                record["ip"],
+                record["severity"],
+                record["detail"],
+            ),
+        )
+
+    def save_blocked_address(self, entry: BlockedAddress) -> None:
+        """Store a newly blocked address; an address stored already is kept."""
+        record = entry.to_json()
+        self._execute(
+            "INSERT OR IGNORE INTO blocked_ips (ip, reason, blocked_at)"
+            " VALUES (?, ?, ?)",
+            (record["ip"], record["reason"], record["blockedAt"]),
+        )
 
     def authenticate(self, email: str, password: str, client_ip: str) -> Account | None:
         """Return the account if ``password`` matches, recording the login address."""

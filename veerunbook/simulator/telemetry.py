@@ -180,6 +180,11 @@ def _process_gauges(figures: ProcessFigures) -> Iterator[Metric]:
             "Process heap size in bytes",
             memory.heap_total,
         ),
+        (
+            "nodejs_heap_size_limit_bytes",
+            "V8 heap size limit in bytes",
+            memory.heap_limit,
+        ),
         ("nodejs_process_uptime_seconds", "Process uptime in seconds", uptime),
         (
             "process_start_time_seconds",

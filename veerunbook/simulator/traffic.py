@@ -3,7 +3,8 @@
 The requests never touch a socket or the database. Each one draws a route by its
 traffic weight, a client address and an outcome from the active scenario, then goes
 through ``SimulatedService.record_request`` like a real request, so counters,
-histograms and logs keep moving when no client calls the service.
+histograms and logs keep moving when no client calls the service. The same thread
+advances the active scenario's attack, also when the user traffic rate is zero.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ _CUMULATIVE_WEIGHTS = tuple(
 
 
 class TrafficGenerator:
-    """A daemon thread that records ``rate`` simulated requests per second."""
+    """A daemon thread that records ``rate`` simulated requests per second.
+
+    The thread runs at every rate, because it also drives attacks.
+    """
 
     def __init__(
         self, service: SimulatedService, rate: float, seed: int | None
@@ -63,9 +67,8 @@ class TrafficGenerator:
         )
 
     def start(self) -> None:
-        """Start the thread, unless the rate is zero."""
-        if self._rate > 0:
-            self._thread.start()
+        """Start the thread."""
+        self._thread.start()
 
     def stop(self, timeout: float) -> bool:
         """Stop the thread; return False if it is still running after ``timeout`` s."""
@@ -79,6 +82,7 @@ class TrafficGenerator:
         last = time.monotonic()
         while not self._stop.wait(TICK_SECONDS):
             now = time.monotonic()
+            self._advance_attack(now)
             # Cap the backlog at one second of traffic, so a stalled thread does not
             # catch up with a burst.
             credit = min(credit + (now - last) * self._rate, max(self._rate, 1.0))
@@ -89,6 +93,15 @@ class TrafficGenerator:
                     self.emit_one()
                 except Exception:
                     logger.exception("simulated request failed; traffic continues")
+
+    def _advance_attack(self, now: float) -> None:
+        attack = self._service.attack
+        if attack is None:
+            return
+        try:
+            attack.advance(now)
+        except Exception:
+            logger.exception("simulated attack step failed; the attack continues")
 
     def emit_one(self) -> None:
         """Draw and record one simulated request."""
@@ -114,7 +127,8 @@ class TrafficGenerator:
             and route.path not in EXEMPT_FROM_BLOCKING
         ):
             return Outcome(403, 0.001)
-        outcome = decide_outcome(route, service.scenario, self._rng)
+        release = service.release_failures()
+        outcome = decide_outcome(route, service.scenario, self._rng, release)
         if outcome.error is not None or self._rng.random() >= route.client_error_rate:
             return outcome
         if route.client_error_status == 401:
