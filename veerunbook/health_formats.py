@@ -278,7 +278,12 @@ def _read_app_json(data: dict[str, Any]) -> HealthVerdict:
     for name, entry in (checks if isinstance(checks, dict) else {}).items():
         if isinstance(entry, dict):
             word = entry.get("status", entry.get("healthy"))
-            text = entry.get("error") or entry.get("message") or entry.get("reason")
+            text = (
+                entry.get("error")
+                or entry.get("message")
+                or entry.get("reason")
+                or entry.get("detail")
+            )
             check = ComponentCheck(
                 _clip(name), normalise_status(word), _text_or_none(text)
             )

@@ -82,6 +82,8 @@ class Signals:
     health_degraded: bool = False
     database_down: bool = False
     data_corruption: bool = False
+    corruption_detail: str = ""
+    broken_health_endpoints: list[str] = field(default_factory=list)
     auth_failed: bool = False
     critical_flows_failed: list[str] = field(default_factory=list)
     other_flows_failed: list[str] = field(default_factory=list)
@@ -156,7 +158,11 @@ def _availability(s: Signals) -> list[Reason]:
         )
     if s.data_corruption:
         found.append(
-            Reason("P0", "database corruption or data loss", "validation failed")
+            Reason(
+                "P0",
+                "database corruption or data loss",
+                s.corruption_detail or "validation failed",
+            )
         )
     if s.auth_failed:
         found.append(
@@ -166,6 +172,8 @@ def _availability(s: Signals) -> list[Reason]:
         found.append(
             Reason("P0", "security incident", "; ".join(s.breach_indicators[:3]))
         )
+    for endpoint in s.broken_health_endpoints:
+        found.append(Reason("P2", "health endpoint misbehaving", endpoint))
     if s.health_degraded and not (s.service_unhealthy or s.service_unreachable):
         found.append(Reason("P2", "service degraded", "a health endpoint reports warn"))
     return found

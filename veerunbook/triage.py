@@ -31,6 +31,7 @@ ERROR_RATE_WARN = 0.005  # information alert: 5xx above 0.5 %
 P95_FAIL_S = 2.0  # warning alert: p95 above 2000 ms
 P95_WARN_S = 1.5  # information alert: p95 above 1500 ms
 POOL_WARN = 0.80  # information alert: pool utilisation above 80 %
+MEMORY_FAIL = 0.85  # warning alert: memory above 85 %
 HEALTH_ENDPOINTS = ("health", "healthz", "readyz", "database")
 
 
@@ -65,6 +66,7 @@ class Triage:
         """Probe liveness, health, readiness and the database health endpoint."""
         for endpoint in HEALTH_ENDPOINTS:
             self.health[endpoint] = self.session.probe(endpoint, name=endpoint)
+        self._check_integrity()
         return _frame([probe_row(result) for result in self.health.values()])
 
     # Step 2.2: metrics over a window.
@@ -90,6 +92,7 @@ class Triage:
         self._check_error_rate(window.errors)
         self._check_latency(window.latency)
         self._check_pool(window.pool)
+        self._check_memory(window.after)
         return route_table(window.errors, window.latency)
 
     def _scrape(self, name: str) -> metrics.Scrape | None:
@@ -145,13 +148,33 @@ class Triage:
             f"p95 {prefix}{quantile.value * 1000:.0f} ms",
         )
 
+    def _check_integrity(self) -> None:
+        """Record the data integrity that the database health answer reports, if any."""
+        from veerunbook.triage_signals import data_corruption
+
+        database = self.health.get("database")
+        body = database.json if database is not None else None
+        if not isinstance(body, dict) or "integrity" not in body:
+            return
+        problem = data_corruption(self.health)
+        self.session.run.check(
+            "data integrity",
+            "fail" if problem else "pass",
+            evidence=body.get("integrity"),
+            summary=problem or "the database reports its data valid",
+        )
+
     def _check_pool(self, pool: metrics.PoolUsage) -> None:
         if pool.utilisation is None:
             self.session.run.check(
                 "connection pool", "skip", summary="no pool gauges in the metrics"
             )
             return
+        # A full pool with requests queueing is an outage in the making, not a hint.
+        waiting = pool.waiting or 0
         status = "warn" if pool.utilisation > POOL_WARN else "pass"
+        if pool.utilisation >= 1.0 and waiting > 0:
+            status = "fail"
         self.session.run.check(
             "connection pool",
             status,
@@ -159,7 +182,26 @@ class Triage:
             unit="%",
             expected="<= 80 % (information alert)",
             evidence=pool.to_dict(),
-            summary=f"{pool.active} of {pool.max} connections in use",
+            summary=f"{pool.active:g} of {pool.max:g} connections in use, "
+            f"{waiting:g} requests waiting",
+        )
+
+    def _check_memory(self, scrape: metrics.Scrape) -> None:
+        from veerunbook.triage_signals import heap_fraction
+
+        fraction = heap_fraction(scrape)
+        if fraction is None:
+            self.session.run.check(
+                "heap memory", "skip", summary="no heap limit gauge in the metrics"
+            )
+            return
+        self.session.run.check(
+            "heap memory",
+            "fail" if fraction > MEMORY_FAIL else "pass",
+            observed=round(fraction * 100, 1),
+            unit="%",
+            expected="<= 85 % of the heap limit (warning alert)",
+            summary=f"heap {fraction:.0%} of its limit",
         )
 
     # Step 2.3: error logs.

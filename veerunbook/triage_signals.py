@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from veerunbook import metrics
 from veerunbook.probe import ProbeResult
 from veerunbook.severity import Signals
 
@@ -32,8 +33,8 @@ def collect_signals(triage: Triage) -> Signals:
             signals.p95_seconds = quantile.value
     if window.pool is not None:
         signals.pool_utilisation = window.pool.utilisation
-    # NOTE: memory is not classified: a scrape carries no memory limit, so the
-    # runbook's "memory above 85 %" cannot be computed from it.
+    if window.after is not None:
+        signals.memory_fraction = heap_fraction(window.after)
     for scrape in (window.before, window.after):
         if scrape is not None and not scrape.valid:
             signals.maintenance_notes.append("the metrics exposition is invalid")
@@ -57,9 +58,18 @@ def _health_signals(health: dict[str, ProbeResult], signals: Signals) -> None:
     live_failed = liveness is not None and liveness.status in ("fail", "error")
     ready_failed = readiness is not None and readiness.status in ("fail", "error")
     health_failed = overall is not None and overall.status in ("fail", "error")
-    signals.service_unhealthy = live_failed or (ready_failed and health_failed)
+    # Readiness is the arbiter: a failing liveness or health endpoint while readiness
+    # passes means the monitoring endpoint is broken, not the service.
+    signals.service_unhealthy = ready_failed and (live_failed or health_failed)
+    for name, result in (("healthz", liveness), ("health", overall)):
+        if result is not None and not ready_failed and _misbehaves(result):
+            signals.broken_health_endpoints.append(f"/{name}: {_why(result)}")
     signals.health_degraded = any(result.status == "warn" for result in health.values())
     signals.database_down = _database_down(health)
+    corruption = data_corruption(health)
+    if corruption is not None:
+        signals.data_corruption = True
+        signals.corruption_detail = corruption
     for result in health.values():
         for component in result.health.failing() if result.health else []:
             for word, label in _INTEGRATIONS.items():
@@ -68,6 +78,32 @@ def _health_signals(health: dict[str, ProbeResult], signals: Signals) -> None:
                     and label not in signals.integrations_down
                 ):
                     signals.integrations_down.append(label)
+
+
+def _misbehaves(result: ProbeResult) -> bool:
+    """True when an endpoint gave no usable health response, not merely "unhealthy"."""
+    if result.status == "error":
+        return True
+    verdict = result.health
+    return result.status == "fail" and (verdict is None or verdict.overall == "unknown")
+
+
+def _why(result: ProbeResult) -> str:
+    return result.error or (result.reasons[0] if result.reasons else result.status)
+
+
+def data_corruption(health: dict[str, ProbeResult]) -> str | None:
+    """Return the integrity failure the database health response reports, or None."""
+    database = health.get("database")
+    body = database.json if database is not None else None
+    integrity = body.get("integrity") if isinstance(body, dict) else None
+    if isinstance(integrity, dict) and str(integrity.get("status")).lower() == "fail":
+        return str(integrity.get("detail") or "integrity check failed")
+    for result in health.values():
+        for component in result.health.failing() if result.health else []:
+            if "integrity" in component.name.lower():
+                return component.detail or f"{component.name} fails"
+    return None
 
 
 def _database_down(health: dict[str, ProbeResult]) -> bool:
@@ -101,3 +137,16 @@ def _flow_signals(triage: Triage, signals: Signals) -> None:
                 and label not in signals.integrations_down
             ):
                 signals.integrations_down.append(label)
+
+
+def heap_fraction(scrape: metrics.Scrape) -> float | None:
+    """Return heap used over the heap limit, when the scrape carries the limit.
+
+    Heap used over heap *total* does not measure pressure, because V8 grows the total
+    on demand. Only the limit (``--max-old-space-size``) is fixed.
+    """
+    used = metrics.gauge(scrape, "nodejs_heap_size_used_bytes")
+    limit = metrics.gauge(scrape, "nodejs_heap_size_limit_bytes")
+    if used is None or not limit:
+        return None
+    return used / limit
