@@ -8,7 +8,6 @@ complete (kernel died, timeout, notebook error), partial notebook kept.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +15,6 @@ from pathlib import Path
 from veerunbook.errors import RunError, UsageError, VeerunbookError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
-
-_log = logging.getLogger("veerunbook")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +26,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser with one subcommand per verb."""
-    parser = _Parser(prog="veerunbook", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="veerunbook",
+        description="Run incident-response procedures as notebooks, rehearse "
+        "incidents against the embedded target, and verify the archive.",
+        epilog="Exit codes: 0 healthy, 1 findings, 2 invalid input (nothing "
+        "written), 3 the run could not complete (partial notebook kept).",
+    )
     parser.add_argument(
         "--config", help="configuration file (default: ./veerunbook.toml)"
     )
@@ -91,10 +94,38 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("incident", help="incident id")
     verify.add_argument("--archive", help="archive root (default: ./outputs)")
 
+    drill = commands.add_parser(
+        "drill", help="rehearse an incident against the embedded target"
+    )
+    drill.add_argument("scenario", nargs="?", help="fault scenario, e.g. db-outage")
+    drill.add_argument("--list", action="store_true", help="describe the scenarios")
+    drill.add_argument("--incident", help="incident id (default: a new id)")
+    drill.add_argument(
+        "--window",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between triage's two metrics scrapes (default 10)",
+    )
+    drill.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep the target serving after the report, until Ctrl-C",
+    )
+    drill.add_argument(
+        "--archive", help="archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)"
+    )
+
     simulate = commands.add_parser("simulate", help="serve the embedded target")
     simulate.add_argument("--scenario", default="healthy", help="fault scenario")
     simulate.add_argument(
         "--port", type=int, default=8080, help="TCP port (default 8080)"
+    )
+    simulate.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder for the SQLite state and backups, kept after exit "
+        "(default: a temporary folder, removed on exit)",
     )
     simulate.add_argument(
         "--host",

@@ -33,6 +33,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": _show,
         "run": _run,
         "verify": _verify,
+        "drill": _drill,
         "simulate": _simulate,
     }
     return handlers[args.command](args, config, redactor)
@@ -232,6 +233,40 @@ def _verify(args: argparse.Namespace, config: Config, redactor: Redactor) -> int
     return 1
 
 
+def _drill(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    from veerunbook.drill import describe, run_drill
+
+    if args.list:
+        print("\n".join(describe()))
+        return 0
+    if not args.scenario:
+        raise UsageError(
+            "name a scenario, e.g. 'veerunbook drill db-outage', or --list"
+        )
+    from veerunbook.simulator import SCENARIOS
+
+    if args.scenario not in SCENARIOS:
+        names = ", ".join(sorted(SCENARIOS))
+        raise UsageError(f"unknown scenario {args.scenario!r}; choose one of {names}")
+    if args.incident:
+        validate_incident_id(args.incident)
+    if not 1 <= args.window <= 3600:
+        raise UsageError(f"--window must be 1 to 3600 seconds, not {args.window!r}")
+    archive = _checked_archive(args.archive)
+    report = run_drill(
+        args.scenario,
+        archive=archive,
+        redactor=redactor,
+        incident=args.incident,
+        window_seconds=args.window,
+        keep_running=args.keep_running,
+        on_report=lambda done: print(
+            redactor.mask("\n".join(done.lines())), flush=True
+        ),
+    )
+    return report.exit_code
+
+
 def _simulate(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
     from veerunbook.simulator import SCENARIOS, serve_forever
 
@@ -239,7 +274,7 @@ def _simulate(args: argparse.Namespace, config: Config, redactor: Redactor) -> i
         names = ", ".join(sorted(SCENARIOS))
         raise UsageError(f"unknown scenario {args.scenario!r}; choose one of {names}")
     try:
-        serve_forever(args.scenario, args.host, args.port)
+        serve_forever(args.scenario, args.host, args.port, data_dir=args.data_dir)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

@@ -11,8 +11,11 @@ import dataclasses
 import logging
 import os
 import secrets
+import shlex
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from veerunbook.config import Config, Target, load_config
 
@@ -20,6 +23,11 @@ _log = logging.getLogger("veerunbook.target")
 
 # Environment variables that hold a token generated here for the demo target.
 GENERATED_TOKENS: set[str] = set()
+
+# Set by a drill: the demo target already runs at this URL, so a procedure's kernel
+# attaches to it instead of starting a second one.
+DEMO_URL_ENV = "VEERUNBOOK_DEMO_URL"
+DEMO_DATA_DIR_ENV = "VEERUNBOOK_DEMO_DATA_DIR"
 
 
 @contextmanager
@@ -29,6 +37,15 @@ def connect(spec: str | None = None, config: Config | None = None) -> Iterator[T
     target = config.resolve_target(spec)
     if not target.embedded:
         yield target
+        return
+
+    shared = os.environ.get(DEMO_URL_ENV)
+    if shared:
+        _log.info("using the running demo target at %s", shared)
+        commands = demo_commands(Path(os.environ.get(DEMO_DATA_DIR_ENV, ".")))
+        yield dataclasses.replace(
+            target, base_url=shared.rstrip("/"), commands=commands
+        )
         return
 
     from veerunbook.simulator import start_target
@@ -41,6 +58,35 @@ def connect(spec: str | None = None, config: Config | None = None) -> Iterator[T
     running = start_target(target.scenario or "healthy")
     _log.info("started the demo target (%s) at %s", target.scenario, running.base_url)
     try:
-        yield dataclasses.replace(target, base_url=running.base_url)
+        commands = demo_commands(running.data_dir)
+        yield dataclasses.replace(target, base_url=running.base_url, commands=commands)
     finally:
         running.stop()
+
+
+# The runbook's commands and the demo operations that stand in for them; {version}
+# and {backup} are filled in by the procedure that runs the command.
+_DEMO_OPERATIONS = {
+    "db_status": "db-status",
+    "deploy_rollback": "deploy-rollback {version}",
+    "db_backup": "db-backup {backup}",
+    "db_restore": "db-restore {backup}",
+    "db_validate": "db-validate",
+    "db_backups": "db-backups",
+    "security_audit": "security-audit",
+}
+
+
+def demo_commands(data_dir: Path) -> dict[str, str]:
+    """Return the demo target's commands, bound to its data directory."""
+    base = [
+        sys.executable,
+        "-m",
+        "veerunbook.simulator.ops",
+        "--data-dir",
+        str(data_dir),
+    ]
+    prefix = shlex.join(base)
+    return {
+        name: f"{prefix} {operation}" for name, operation in _DEMO_OPERATIONS.items()
+    }

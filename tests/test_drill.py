@@ -1,0 +1,160 @@
+"""Drills of every scenario reach the class and findings a responder must reach.
+
+Each drill runs the real triage notebook against the embedded target. The expected
+values below follow from each scenario's symptoms, not from its name, because the
+notebook receives nothing but HTTP responses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from veerunbook.redact import Redactor
+from veerunbook.runner import run_procedure
+from veerunbook.simulator import SCENARIOS, start_target
+from veerunbook.verify import verify
+
+# scenario: (exit code, class, a classification rule that must fire, next procedure)
+EXPECTED: dict[str, tuple[int, str | None, str | None, str | None]] = {
+    "healthy": (0, None, None, None),
+    "db-outage": (1, "P0", "database unavailable", "database-connection"),
+    # A quarter of database requests time out here, so the synthetic login may fail
+    # too, which is an authentication failure (P0); both classes are right.
+    "pool-exhaustion": (
+        1,
+        "P0|P1",
+        "connection pool above 80 %",
+        "database-connection",
+    ),
+    "error-spike": (1, "P1", "error rate 10-50 % (escalated: between P2 and P1)", None),
+    "slow": (1, "P1", "p95 above 2000 ms", "performance-degradation"),
+    "attack": (1, "P0", "security incident", "security-incident"),
+    "bad-deploy": (1, "P1", None, "application-rollback"),
+    "data-corruption": (
+        1,
+        "P0",
+        "database corruption or data loss",
+        "database-rollback",
+    ),
+    "integration-down": (1, "P1", "integration down", None),
+    "memory-pressure": (1, "P1", "memory above 85 %", None),
+    "broken-health": (1, "P2", "health endpoint misbehaving", None),
+}
+
+
+def drill(
+    scenario: str, archive: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "VEERUNBOOK_ARCHIVE": str(archive)}
+    environment.pop("VEERUNBOOK_DEMO_URL", None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "veerunbook.cli",
+            "drill",
+            scenario,
+            "--window",
+            "3",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=240,
+    )
+
+
+def journal_events(folder: Path) -> list[dict[str, object]]:
+    lines = (folder / "journal.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_table_covers_every_scenario() -> None:
+    assert set(EXPECTED) == set(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", sorted(EXPECTED))
+def test_drill_reaches_diagnosis(tmp_path: Path, scenario: str) -> None:
+    exit_code, severity, rule, procedure = EXPECTED[scenario]
+    done = drill(scenario, tmp_path, "--incident", "INC-DRILL")
+    folder = tmp_path / "INC-DRILL"
+    incident = json.loads((folder / "incident.json").read_text())
+    events = journal_events(folder)
+    notes = [event for event in events if event["event"] == "note"]
+    classified = [note for note in notes if "classification" in note]
+    reasons = classified[-1]["classification"]["reasons"]  # type: ignore[index]
+    recommended = [note for note in notes if "recommended" in note]
+    names = [row["procedure"] for row in recommended[-1]["recommended"]]  # type: ignore[index]
+
+    assert done.returncode == exit_code, done.stdout + done.stderr[-2000:]
+    accepted = severity.split("|") if severity else [None]
+    assert incident["severity"] in accepted
+    assert f"drill {scenario}: {incident['severity'] or 'no incident'}" in done.stdout
+    assert "(verified)" in done.stdout
+    if rule is not None:
+        assert rule in {reason["rule"] for reason in reasons}
+    if procedure is not None:
+        assert procedure in names
+        assert f"skipped {procedure}: not built yet" in done.stdout
+
+
+def test_drill_list_describes_scenarios(tmp_path: Path) -> None:
+    done = drill("--list", tmp_path)
+    assert done.returncode == 0
+    for name in SCENARIOS:
+        assert f"{name}: " in done.stdout
+    assert done.stdout.count("diagnosis: ") == len(SCENARIOS)
+    assert not any(tmp_path.iterdir())
+
+
+def test_drill_unknown_scenario_exits_2(tmp_path: Path) -> None:
+    done = drill("meteor-strike", tmp_path / "archive")
+    assert done.returncode == 2
+    assert "meteor-strike" in done.stderr
+    assert not (tmp_path / "archive").exists()
+
+
+def test_switching_scenarios_mid_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = start_target("healthy")
+    stop = threading.Event()
+    names = sorted(SCENARIOS)
+
+    def switch_scenarios() -> None:
+        index = 0
+        while not stop.wait(0.2):
+            running.set_scenario(names[index % len(names)])
+            index += 1
+
+    switcher = threading.Thread(target=switch_scenarios)
+    monkeypatch.setenv("VEERUNBOOK_DEMO_URL", running.base_url)
+    monkeypatch.setenv("VEERUNBOOK_DEMO_DATA_DIR", str(running.data_dir))
+    switcher.start()
+    try:
+        outcome = run_procedure(
+            "triage",
+            incident="INC-SWITCH",
+            target="demo",
+            params={"window_seconds": 3.0},
+            archive=tmp_path,
+            redactor=Redactor(),
+        )
+    finally:
+        stop.set()
+        switcher.join()
+    running.set_scenario("healthy")
+    answer = httpx.get(running.base_url + "/healthz", timeout=5)
+    running.stop()
+    assert outcome.status in ("ok", "findings"), outcome.reason
+    assert answer.status_code == 200
+    assert verify(tmp_path / "INC-SWITCH").ok

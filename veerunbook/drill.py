@@ -1,0 +1,211 @@
+"""Drills: rehearse an incident against the embedded target with a fault injected.
+
+A drill starts the simulated service with one scenario, runs triage against it, then
+runs each procedure triage recommends (in their default dry-run mode) and reports the
+class, the findings and where the record is. Every run goes through the same runner as
+``veerunbook run``, so a drill leaves an archive that ``veerunbook verify`` accepts.
+The procedures reach the drill's target through ``VEERUNBOOK_DEMO_URL``; none of them
+starts a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from veerunbook.errors import UsageError
+from veerunbook.incident import incident_dir, load_incident, open_or_update
+from veerunbook.journal import JOURNAL_FILE, new_incident_id, readable_events
+from veerunbook.procedures import list_procedures
+from veerunbook.redact import Redactor
+from veerunbook.runner import RunOutcome, run_procedure
+from veerunbook.target import DEMO_DATA_DIR_ENV, DEMO_URL_ENV, GENERATED_TOKENS
+from veerunbook.verify import verify
+
+_log = logging.getLogger("veerunbook.drill")
+
+DEFAULT_WINDOW_SECONDS = 10.0
+
+
+@dataclass
+class DrillReport:
+    """Outcome of one drill: its runs, class, findings and verification."""
+
+    scenario: str
+    incident: str
+    folder: Path
+    severity: str | None = None
+    findings: list[str] = field(default_factory=list)
+    recommended: list[str] = field(default_factory=list)
+    runs: list[RunOutcome] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    verified: bool = False
+    verify_problem: str | None = None
+    base_url: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when triage found no incident, 1 when it found one, 3 if a run failed."""
+        if any(run.status in ("failed", "aborted") for run in self.runs):
+            return 3
+        return 1 if self.severity in ("P0", "P1", "P2") else 0
+
+    def lines(self) -> list[str]:
+        """Return the report as lines for the terminal."""
+        shown = self.severity or "no incident"
+        lines = [f"drill {self.scenario}: {shown}", f"incident:  {self.incident}"]
+        lines += [f"  finding: {finding}" for finding in self.findings]
+        for run in self.runs:
+            lines.append(
+                f"  ran {run.procedure}: {run.status} in {run.duration_s:.1f} s"
+            )
+        lines += [f"  skipped {name}: not built yet" for name in self.skipped]
+        if self.recommended:
+            lines.append(f"next:      {', '.join(self.recommended)}")
+        verdict = (
+            "verified" if self.verified else f"NOT verified: {self.verify_problem}"
+        )
+        lines.append(f"journal:   {self.folder / JOURNAL_FILE} ({verdict})")
+        lines.append(f"notebooks: {self.folder / 'runs'}")
+        return lines
+
+
+def describe() -> list[str]:
+    """Return one line per scenario: name, summary and the expected diagnosis."""
+    from veerunbook.simulator import SCENARIOS
+
+    lines = []
+    for name in sorted(SCENARIOS):
+        scenario = SCENARIOS[name]
+        lines.append(f"{name}: {scenario.summary}")
+        lines.append(f"    diagnosis: {scenario.diagnosis}")
+    return lines
+
+
+def run_drill(
+    scenario: str,
+    *,
+    archive: Path,
+    redactor: Redactor,
+    incident: str | None = None,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    keep_running: bool = False,
+    on_report: Callable[[DrillReport], None] | None = None,
+) -> DrillReport:
+    """Run triage and the procedures it recommends against a faulty demo target.
+
+    ``on_report`` receives the report as soon as it is complete; with
+    ``keep_running`` the target then serves until Ctrl-C.
+    """
+    from veerunbook.simulator import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        names = ", ".join(sorted(SCENARIOS))
+        raise UsageError(f"unknown scenario {scenario!r}; choose one of {names}")
+    incident_id = incident or new_incident_id()
+    folder = incident_dir(archive, incident_id)
+    open_or_update(archive, incident_id, title=f"drill: {scenario}", redactor=redactor)
+
+    with _demo_target(scenario, folder / "drill-target", redactor) as base_url:
+        report = DrillReport(scenario, incident_id, folder, base_url=base_url)
+        _run(report, "triage", archive, redactor, {"window_seconds": window_seconds})
+        report.recommended = _recommended(folder, report.runs[-1].run_id)
+        available = {procedure.name for procedure in list_procedures()}
+        for name in report.recommended:
+            if name not in available:
+                report.skipped.append(name)
+                _log.info("skipped %s: the procedure is not built yet", name)
+                continue
+            _run(report, name, archive, redactor, {})
+        _summarise(report)
+        if on_report is not None:
+            on_report(report)
+        if keep_running:
+            _serve_until_interrupted(base_url)
+    return report
+
+
+def _run(
+    report: DrillReport,
+    procedure: str,
+    archive: Path,
+    redactor: Redactor,
+    params: dict[str, Any],
+) -> None:
+    _log.info("drill %s: running %s", report.scenario, procedure)
+    outcome = run_procedure(
+        procedure,
+        incident=report.incident,
+        target=f"demo:{report.scenario}",
+        params=params,
+        archive=archive,
+        redactor=redactor,
+    )
+    report.runs.append(outcome)
+
+
+def _recommended(folder: Path, run_id: str) -> list[str]:
+    notes = [
+        event
+        for event in readable_events(folder / JOURNAL_FILE)
+        if event.get("run") == run_id and event.get("recommended") is not None
+    ]
+    if not notes:
+        return []
+    return [str(row["procedure"]) for row in notes[-1]["recommended"]]
+
+
+def _summarise(report: DrillReport) -> None:
+    report.severity = load_incident(report.folder).severity
+    triage_run = report.runs[0].run_id
+    for event in readable_events(report.folder / JOURNAL_FILE):
+        if event.get("run") != triage_run or event.get("event") != "check":
+            continue
+        if event.get("status") in ("fail", "error"):
+            report.findings.append(f"{event['name']}: {event.get('summary') or ''}")
+    result = verify(report.folder)
+    report.verified = result.ok
+    report.verify_problem = result.problem
+
+
+@contextmanager
+def _demo_target(scenario: str, data_dir: Path, redactor: Redactor) -> Iterator[str]:
+    """Start the demo target for the drill and point procedure kernels at it."""
+    import secrets
+
+    from veerunbook.simulator import start_target
+
+    token_env = "VEEFORE_ADMIN_TOKEN"
+    if not os.environ.get(token_env):
+        os.environ[token_env] = secrets.token_urlsafe(24)
+        GENERATED_TOKENS.add(token_env)
+    redactor.add(os.environ[token_env])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    running = start_target(scenario, data_dir=data_dir)
+    saved = {name: os.environ.get(name) for name in (DEMO_URL_ENV, DEMO_DATA_DIR_ENV)}
+    os.environ[DEMO_URL_ENV] = running.base_url
+    os.environ[DEMO_DATA_DIR_ENV] = str(data_dir)
+    try:
+        yield running.base_url
+    finally:
+        running.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _serve_until_interrupted(base_url: str) -> None:
+    print(f"target running at {base_url}; press Ctrl-C to stop it", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("stopping the target")
