@@ -17,7 +17,6 @@ that ``veerunbook.toml`` names.
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from veerunbook.bounded import bounded
 from veerunbook.errors import JournalError, UsageError
 from veerunbook.incident import (
     INCIDENT_FILE,
@@ -41,7 +41,6 @@ from veerunbook.incident import (
 from veerunbook.journal import (
     Journal,
     new_incident_id,
-    to_json_value,
     validate_incident_id,
 )
 from veerunbook.redact import MASK, Redactor
@@ -332,49 +331,11 @@ class RunContext:
             raise UsageError(
                 "the field name 'run' is reserved for the run id, so rename it."
             )
-        bounded = {
-            name: _bounded(value, self.journal.redactor)
+        limited = {
+            name: bounded(value, self.journal.redactor)
             for name, value in fields.items()
         }
-        return self.journal.append(event, run=self.run_id, **bounded)
-
-
-# Larger field values are journaled as a masked excerpt, so one huge response from a
-# target cannot push a line past the journal's 1 MiB line limit and lose the check.
-MAX_FIELD_BYTES = 64 * 1024
-EXCERPT_CHARS = 4000
-MAX_FIELD_DEPTH = 64
-
-
-def _depth(value: Any) -> int:
-    """Return the nesting depth of lists and dicts, without recursion."""
-    deepest = 0
-    pending = [(value, 1)]
-    while pending:
-        item, level = pending.pop()
-        if isinstance(item, dict | list | tuple):
-            deepest = max(deepest, level)
-            if level > MAX_FIELD_DEPTH:
-                break
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, level + 1) for child in children)
-    return deepest
-
-
-def _bounded(value: Any, redactor: Redactor) -> Any:
-    """Return ``value``, or a masked excerpt of its JSON when that is too large."""
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if _depth(value) > MAX_FIELD_DEPTH:
-        return {"omitted": f"a value nested deeper than {MAX_FIELD_DEPTH} levels"}
-    try:
-        encoded = json.dumps(to_json_value(value), ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):
-        return {"omitted": f"a {type(value).__name__} that cannot be encoded as JSON"}
-    if len(encoded.encode("utf-8", "replace")) <= MAX_FIELD_BYTES:
-        return value
-    masked = redactor.mask(encoded)
-    return {"omitted_bytes": len(encoded), "excerpt": masked[:EXCERPT_CHARS]}
+        return self.journal.append(event, run=self.run_id, **limited)
 
 
 def _configured_redactor() -> Redactor:

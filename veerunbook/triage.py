@@ -9,7 +9,7 @@ check and leaves its facts unknown; it never stops the procedure.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,14 @@ from veerunbook.probe import ProbeResult
 from veerunbook.security import SecuritySummary, summarise_security
 from veerunbook.session import Session
 from veerunbook.severity import Classification, Signals, classify
+from veerunbook.triage_tables import (
+    Nothing,
+    frame,
+    group_row,
+    probe_row,
+    route_table,
+    slowest_route,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,7 +75,7 @@ class Triage:
         for endpoint in HEALTH_ENDPOINTS:
             self.health[endpoint] = self.session.probe(endpoint, name=endpoint)
         self._check_integrity()
-        return _frame([probe_row(result) for result in self.health.values()])
+        return frame([probe_row(result) for result in self.health.values()])
 
     # Step 2.2: metrics over a window.
     def sample_metrics(
@@ -78,7 +86,7 @@ class Triage:
         window.before = self._scrape("metrics (first scrape)")
         if window.before is None:
             window.problem = "the metrics endpoint gave no usable exposition"
-            return _frame([], "no metrics: the endpoint gave no usable exposition")
+            return frame([], "no metrics: the endpoint gave no usable exposition")
         _wait(window_seconds, progress)
         window.after = self._scrape("metrics (second scrape)")
         if window.after is None:
@@ -213,7 +221,7 @@ class Triage:
         body = result.json
         entries = _log_entries(body)
         if result.status != "pass" or not isinstance(entries, list):
-            return _frame([], f"error logs could not be read: {result.summary()}")
+            return frame([], f"error logs could not be read: {result.summary()}")
         self.error_groups = group_errors(normalise_entries(entries))
         total = sum(group.count for group in self.error_groups)
         self.session.run.check(
@@ -226,7 +234,7 @@ class Triage:
             summary=f"{total} errors in {len(self.error_groups)} groups",
         )
         rows = [group_row(group) for group in self.error_groups]
-        return _frame(rows, f"no error entries in the last {last}")
+        return frame(rows, f"no error entries in the last {last}")
 
     # Step 2.3: security events.
     def read_security_events(self) -> pd.DataFrame | Nothing:
@@ -238,7 +246,7 @@ class Triage:
             query="severity=high",
         )
         if result.status != "pass":
-            return _frame([], f"security events could not be read: {result.summary()}")
+            return frame([], f"security events could not be read: {result.summary()}")
         self.security = summarise_security(result.json)
         self.session.run.check(
             "high-severity security events",
@@ -248,21 +256,21 @@ class Triage:
             evidence=self.security.to_dict(),
             summary=self.security.headline(),
         )
-        return _frame(self.security.top_sources(), "no high-severity security events")
+        return frame(self.security.top_sources(), "no high-severity security events")
 
     # Step 2.4: critical user flows.
     def check_user_flows(self) -> pd.DataFrame | Nothing:
         """Run the synthetic requests for the target's critical user flows."""
         self.flows = run_user_flows(self.session)
         rows = [flow.to_row() for flow in self.flows]
-        return _frame(rows, "no user flows are configured for this target")
+        return frame(rows, "no user flows are configured for this target")
 
     # Step 2.2: recent deployments and configuration changes.
     def recent_changes(self, hours: float = 6.0) -> pd.DataFrame | Nothing:
         """List deployments and configuration changes of the last ``hours``."""
         self.changes = recent_changes(self.session, hours)
         rows = [change.to_row() for change in self.changes]
-        return _frame(rows, f"no deployment or commit in the last {hours:g} h")
+        return frame(rows, f"no deployment or commit in the last {hours:g} h")
 
     # Step 1.2: assess and classify.
     def classify(self) -> Classification:
@@ -299,97 +307,3 @@ def _wait(seconds: float, progress: Callable[[str], None] | None) -> None:
         if progress is not None:
             progress(f"waiting for the second scrape: {left:.0f} s left")
         time.sleep(min(5.0, left))
-
-
-def slowest_route(
-    latency: metrics.LatencyReport,
-) -> tuple[str, metrics.Quantile] | None:
-    """Return the user route with the highest p95 and that estimate."""
-    best: tuple[str, metrics.Quantile] | None = None
-    for stats in latency.series:
-        quantile = stats.quantile(0.95)
-        if stats.probe or quantile is None or quantile.value is None or not stats.count:
-            continue
-        if best is None or quantile.value > (best[1].value or 0.0):
-            best = (f"{stats.method or ''} {stats.route or ''}".strip(), quantile)
-    return best
-
-
-def route_table(
-    errors: metrics.ErrorRate, latency: metrics.LatencyReport
-) -> pd.DataFrame | Nothing:
-    """Tabulate requests, 5xx and p95 per user route, worst error rate first."""
-    rows: list[dict[str, Any]] = []
-    for route in errors.routes:
-        if route.probe or route.route is None:
-            continue
-        stats = latency.route(route.route, route.method)
-        p95 = stats.quantile(0.95) if stats else None
-        rows.append(
-            {
-                "route": f"{route.method or ''} {route.route}".strip(),
-                "requests": route.requests,
-                "5xx": route.errors,
-                "5xx %": None if route.rate is None else round(route.rate * 100, 2),
-                "p95 ms": _quantile_ms(p95),
-                "p95 lower bound": bool(p95 and p95.lower_bound),
-            }
-        )
-    rows.sort(key=lambda row: -float(row["5xx %"] or 0.0))
-    return _frame(rows)
-
-
-def _quantile_ms(quantile: metrics.Quantile | None) -> float | None:
-    if quantile is None or quantile.value is None:
-        return None
-    return round(quantile.value * 1000, 1)
-
-
-def probe_row(result: ProbeResult) -> dict[str, Any]:
-    """Return a table row for a probe: status, HTTP status, latency and reason."""
-    verdict = result.health.overall if result.health else None
-    return {
-        "check": result.name,
-        "status": result.status,
-        "HTTP": result.http_status,
-        "latency ms": result.latency_ms,
-        "reported": verdict,
-        "reason": result.error or "; ".join(result.reasons[:2]),
-    }
-
-
-def group_row(group: ErrorGroup) -> dict[str, Any]:
-    """Return a table row for an error group."""
-    return {
-        "count": group.count,
-        "signature": group.signature,
-        "first frame": group.first_frame,
-        "first seen": group.first_seen,
-        "last seen": group.last_seen,
-        "correlation ids": ", ".join(group.correlation_ids[:3]),
-    }
-
-
-def _frame(
-    rows: Sequence[Mapping[str, Any]], empty: str = "none found"
-) -> pd.DataFrame | Nothing:
-    """Return the rows as a DataFrame, or a one-line message when there are none."""
-    import pandas as pd
-
-    if not rows:
-        return Nothing(empty)
-    return pd.DataFrame(list(rows))
-
-
-@dataclass(frozen=True)
-class Nothing:
-    """An empty result that a notebook shows as one line instead of an empty table."""
-
-    message: str
-    empty: bool = True
-
-    def __repr__(self) -> str:
-        return self.message
-
-    def _repr_markdown_(self) -> str:
-        return f"*{self.message}*"

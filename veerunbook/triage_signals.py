@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from veerunbook import metrics
 from veerunbook.probe import ProbeResult
 from veerunbook.severity import Signals
+from veerunbook.triage_tables import slowest_route
 
 if TYPE_CHECKING:
     from veerunbook.triage import Triage
@@ -25,8 +26,6 @@ def collect_signals(triage: Triage) -> Signals:
         signals.error_rate = window.errors.rate
         signals.window_seconds = window.errors.window_seconds
     if window.latency is not None:
-        from veerunbook.triage import slowest_route
-
         worst = slowest_route(window.latency)
         if worst is not None:
             signals.p95_route, quantile = worst
