@@ -50,6 +50,14 @@ EXPECTED: dict[str, tuple[int, str | None, str | None, str | None]] = {
 }
 
 
+# Rules that would send a responder the wrong way for these scenarios.
+MUST_NOT_FIRE = {
+    "error-spike": "integration down",
+    "bad-deploy": "integration down",
+    "broken-health": "complete service outage",
+}
+
+
 def drill(
     scenario: str, archive: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
@@ -100,8 +108,10 @@ def test_drill_reaches_diagnosis(tmp_path: Path, scenario: str) -> None:
     assert incident["severity"] in accepted
     assert f"drill {scenario}: {incident['severity'] or 'no incident'}" in done.stdout
     assert "(verified)" in done.stdout
+    rules = {reason["rule"] for reason in reasons}
     if rule is not None:
-        assert rule in {reason["rule"] for reason in reasons}
+        assert rule in rules
+    assert MUST_NOT_FIRE.get(scenario) not in rules
     if procedure is not None:
         assert procedure in names
         assert f"skipped {procedure}: not built yet" in done.stdout

@@ -16,6 +16,7 @@ from veerunbook.config import Config, load_config
 from veerunbook.errors import UsageError
 from veerunbook.journal import JOURNAL_FILE, readable_events, validate_incident_id
 from veerunbook.redact import RedactingFilter, Redactor
+from veerunbook.severity import FIRST_RESPONSE
 
 if TYPE_CHECKING:
     from veerunbook.runner import RunOutcome
@@ -143,6 +144,7 @@ def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> No
         f"class:     {severity}",
         f"checks:    {_counts(outcome.counts)}",
     ]
+    lines += reason_lines(events)
     lines += _problem_lines(events)
     lines += _recommended_lines(events)
     if outcome.reason:
@@ -153,14 +155,39 @@ def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> No
     print(redactor.mask("\n".join(lines)))
 
 
+def reason_lines(events: list[dict[str, Any]], limit: int = 4) -> list[str]:
+    """Return the classification's reasons and the first response, if classified."""
+    notes = [e for e in events if e["event"] == "note" and e.get("classification")]
+    if not notes:
+        return []
+    classification = notes[-1]["classification"]
+    lines = [
+        f"  why:     {reason['rule']} ({reason['evidence']})"
+        for reason in classification.get("reasons", [])[:limit]
+    ]
+    severity = classification.get("severity")
+    if severity in FIRST_RESPONSE:
+        lines.append(
+            f"respond:   within {classification.get('response_time')}: "
+            f"{FIRST_RESPONSE[severity]}"
+        )
+    return lines
+
+
+def finding_line(check: dict[str, Any]) -> str:
+    """Return one line for a check: status, name and summary, the name once."""
+    name = str(check.get("name", ""))
+    summary = str(check.get("summary") or "")
+    if summary.startswith(name):
+        summary = summary[len(name) :].strip()
+    return f"{check['status'].upper():<5} {name}: {summary}"
+
+
 def _problem_lines(events: list[dict[str, Any]], limit: int = 12) -> list[str]:
     order = {"fail": 0, "error": 1, "warn": 2}
     checks = [e for e in events if e["event"] == "check" and e.get("status") in order]
     checks.sort(key=lambda event: order[event["status"]])
-    lines = [
-        f"  {check['status'].upper():<5} {check['name']}: {check.get('summary') or ''}"
-        for check in checks[:limit]
-    ]
+    lines = [f"  {finding_line(check)}" for check in checks[:limit]]
     if len(checks) > limit:
         lines.append(f"  ... {len(checks) - limit} more in the notebook")
     return lines
@@ -171,7 +198,8 @@ def _recommended_lines(events: list[dict[str, Any]]) -> list[str]:
     if not notes:
         return []
     names = [
-        f"{row['procedure']}" + ("" if row["status"] == "available" else " (not built)")
+        f"{row['procedure']}"
+        + ("" if row["status"] == "available" else " (not built yet: by hand)")
         for row in notes[-1]["recommended"]
     ]
     return [f"next:      {', '.join(names)}"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from veerunbook.commands import finding_line, reason_lines
 from veerunbook.errors import UsageError
 from veerunbook.incident import incident_dir, load_incident, open_or_update
 from veerunbook.journal import JOURNAL_FILE, new_incident_id, readable_events
@@ -41,6 +42,7 @@ class DrillReport:
     incident: str
     folder: Path
     severity: str | None = None
+    reasons: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
     recommended: list[str] = field(default_factory=list)
     runs: list[RunOutcome] = field(default_factory=list)
@@ -60,12 +62,16 @@ class DrillReport:
         """Return the report as lines for the terminal."""
         shown = self.severity or "no incident"
         lines = [f"drill {self.scenario}: {shown}", f"incident:  {self.incident}"]
+        lines += self.reasons
         lines += [f"  finding: {finding}" for finding in self.findings]
         for run in self.runs:
             lines.append(
                 f"  ran {run.procedure}: {run.status} in {run.duration_s:.1f} s"
             )
-        lines += [f"  skipped {name}: not built yet" for name in self.skipped]
+        lines += [
+            f"  skipped {name}: not built yet; follow the runbook's steps by hand"
+            for name in self.skipped
+        ]
         if self.recommended:
             lines.append(f"next:      {', '.join(self.recommended)}")
         verdict = (
@@ -164,11 +170,17 @@ def _recommended(folder: Path, run_id: str) -> list[str]:
 def _summarise(report: DrillReport) -> None:
     report.severity = load_incident(report.folder).severity
     triage_run = report.runs[0].run_id
-    for event in readable_events(report.folder / JOURNAL_FILE):
-        if event.get("run") != triage_run or event.get("event") != "check":
+    events = [
+        event
+        for event in readable_events(report.folder / JOURNAL_FILE)
+        if event.get("run") == triage_run
+    ]
+    report.reasons = reason_lines(events)
+    for event in events:
+        if event.get("event") != "check":
             continue
         if event.get("status") in ("fail", "error"):
-            report.findings.append(f"{event['name']}: {event.get('summary') or ''}")
+            report.findings.append(finding_line(event))
     result = verify(report.folder)
     report.verified = result.ok
     report.verify_problem = result.problem
@@ -203,7 +215,9 @@ def _demo_target(scenario: str, data_dir: Path, redactor: Redactor) -> Iterator[
 
 
 def _serve_until_interrupted(base_url: str) -> None:
+    data_dir = os.environ.get(DEMO_DATA_DIR_ENV, "")
     print(f"target running at {base_url}; press Ctrl-C to stop it", flush=True)
+    print(f"its operations: python -m veerunbook.simulator.ops --data-dir {data_dir}")
     try:
         while True:
             time.sleep(1)

@@ -161,7 +161,8 @@ def open_or_update(
         Journal(folder, redactor).append(event, incident=incident_id, **changes)
         data = json.dumps(incident.to_dict(), ensure_ascii=False, indent=2) + "\n"
         write_atomic(folder / INCIDENT_FILE, data.encode())
-    _log.info("%s %s: %s", event, incident_id, ", ".join(sorted(changes)) or "opened")
+    changed = ", ".join(sorted(changes)) or "nothing"
+    _log.info("%s %s (changed: %s)", event, incident_id, changed)
     return incident
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from veerunbook.triage import Triage
 
 _DATABASE_WORDS = ("database", "db", "postgres", "mysql", "mongo", "sql")
+BAD_GATEWAY = 502
 _INTEGRATIONS = {"instagram": "Instagram integration", "payment": "payment processing"}
 
 
@@ -130,6 +131,10 @@ def _flow_signals(triage: Triage, signals: Signals) -> None:
             signals.critical_flows_failed.append(name)
         else:
             signals.other_flows_failed.append(name)
+        # Only a gateway error blames the upstream: a 500 from the publishing route is
+        # the application's own defect, not Instagram being down.
+        if flow.result.http_status != BAD_GATEWAY:
+            continue
         for word, label in _INTEGRATIONS.items():
             if (
                 word in flow.flow.path.lower()
