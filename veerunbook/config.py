@@ -1,7 +1,7 @@
 """Configuration: targets, contacts and secrets from ``veerunbook.toml``.
 
 The file is optional. It is looked up as the path given on the command line, else the
-path in ``VEERUNBOOK_CONFIG``, else ``./veerunbook.toml``; without one, the built-in
+path in ``VEERUNBOOK_CONFIG``, else ``./veerunbook.toml``. Without one, the built-in
 defaults apply and the target ``demo`` (the embedded simulated service) is available.
 Secrets never live in the file: it names the environment variables that hold them.
 Every key is documented in ``docs/configuration.md``.

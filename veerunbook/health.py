@@ -59,7 +59,10 @@ _MAX_REASONS = 30  # reasons kept from the body, the last counting those left ou
 def interpret_health(
     http_status: int, content_type: str | None, body: bytes | str
 ) -> HealthVerdict:
-    """Read a health response of any supported format; never raises on bad input."""
+    """Read a health response of any supported format.
+
+    Malformed input gives an ``unknown`` or ``fail`` verdict, not an exception.
+    """
     media = (content_type or "").split(";")[0].strip().lower()
     if isinstance(body, bytes):
         body = body.decode(_charset(content_type), "replace")

@@ -23,8 +23,8 @@ reads ``no`` as false and ``0042`` as the octal number 34. An int is accepted fo
 float. ``-p`` overrides ``-f`` for the same name, and a later file overrides an
 earlier one.
 
-A number's help text may end with its allowed range, ``[low..high]`` (either end may
-be left open); values outside it are rejected like a wrong type.
+A number's help text may end with its allowed range, ``[low..high]``, and either end
+may be left open. Values outside the range are rejected like a wrong type.
 
 Names that look like credentials and URLs with a password are rejected before any
 other check, without echoing the value, because secrets belong in the environment

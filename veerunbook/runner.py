@@ -291,7 +291,7 @@ OWNER_FILE = "owner.pid"
 def remove_orphaned_private_dirs() -> list[Path]:
     """Remove private run folders whose runner process no longer exists.
 
-    Such a folder holds an unmasked notebook and the kernel's connection file. Only
+    Such a folder contains an unmasked notebook and the kernel's connection file. Only
     folders with an owner file written by a runner are considered. Returns the
     folders removed.
     """

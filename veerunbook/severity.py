@@ -1,8 +1,8 @@
 """Incident classes P0-P3, response-time targets and the escalation plan.
 
 The classes, response times and the escalation matrix are the runbook's. Each rule below
-maps one observed signal to the class whose definition it meets; the incident takes the
-most severe class any rule reaches, and every rule that fired is kept as a reason.
+maps one observed signal to the class whose definition it meets. The incident takes the
+most severe class that any rule reaches, and every rule that fired is kept as a reason.
 
 The runbook leaves two gaps that triage has to close:
 

@@ -1,8 +1,9 @@
 """Reaching the target of a run, starting the embedded one when it is named.
 
 ``connect("demo:error-spike")`` starts the simulated service in this process on a free
-loopback port and stops it when the context closes; a configured target or a base URL is
-used as it is.
+loopback port and stops it when the context closes. When a drill has exported
+``VEERUNBOOK_DEMO_URL``, the demo target that runs there is used instead. A configured
+target or a base URL is used as it is.
 """
 
 from __future__ import annotations

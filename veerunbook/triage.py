@@ -157,7 +157,7 @@ class Triage:
         )
 
     def _check_integrity(self) -> None:
-        """Record the data integrity that the database health answer reports, if any."""
+        """Record the data integrity that the database health check reports."""
         from veerunbook.triage_signals import data_corruption
 
         database = self.health.get("database")

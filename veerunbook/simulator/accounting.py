@@ -34,7 +34,7 @@ STOP_POLL_SECONDS = 0.05
 
 @dataclass
 class RequestContext:
-    """What the middleware learned about a request, shared with its handler.
+    """Request facts that the middleware collects and shares with the handler.
 
     A handler sets ``error`` when it returns a 5xx response, so the log record
     carries the error.

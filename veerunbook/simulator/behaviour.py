@@ -176,7 +176,7 @@ def decide_outcome(
 
     ``release`` contains the failures of the deployed version. A refused database
     connection fails fast, so it takes a few milliseconds rather than the route's
-    usual latency. A hanging route answers normally, but only after the hang.
+    usual latency. A hanging route responds normally, but only after the hang.
     """
     if route.needs_database and scenario.database_error is not None:
         latency = rng.uniform(0.002, 0.008)
