@@ -11,6 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pgcluster import (
+    PgCluster,
+    ServerBinariesMissing,
+    find_bindir,
+    running_cluster,
+)
 
 collect_ignore_glob = ["tests/notebooks/*", "tests/fixtures/*", "outputs/*"]
 
@@ -20,3 +30,20 @@ os.environ.setdefault("VEERUNBOOK_ARCHIVE", _ARCHIVE)
 
 def pytest_unconfigure() -> None:
     shutil.rmtree(_ARCHIVE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster on loopback, shared by the whole session.
+
+    Without server binaries the tests that use it are skipped, except under CI (the
+    environment variable CI set), where a missing server fails them.
+    """
+    try:
+        bindir = find_bindir()
+    except ServerBinariesMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with running_cluster(bindir) as cluster:
+        yield cluster
