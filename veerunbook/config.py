@@ -34,6 +34,9 @@ DEFAULT_ENDPOINTS: dict[str, str] = {
     "deployments": "/api/deployments",
 }
 DEMO = "demo"
+# The demo target's database URL: veerunbook.target.connect() sets it to the SQLite
+# file of the demo it starts or attaches to.
+DEMO_DATABASE_URL_ENV = "VEERUNBOOK_DEMO_DATABASE_URL"
 ROLES = ("primary_oncall", "security", "infrastructure", "engineering_manager")
 
 
@@ -175,7 +178,13 @@ def _demo_target(spec: str) -> Target:
         UserFlow("instagram publish", "/api/instagram/publish", "POST", publish),
         UserFlow("dashboard", "/api/dashboard/analytics", critical=False),
     )
-    return Target(name=DEMO, base_url=None, user_flows=flows, scenario=scenario)
+    return Target(
+        name=DEMO,
+        base_url=None,
+        database_url_env=DEMO_DATABASE_URL_ENV,
+        user_flows=flows,
+        scenario=scenario,
+    )
 
 
 def find_config_path(explicit: str | None = None) -> Path | None:

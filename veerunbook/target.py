@@ -2,8 +2,10 @@
 
 ``connect("demo:error-spike")`` starts the simulated service in this process on a free
 loopback port and stops it when the context closes. When a drill has exported
-``VEERUNBOOK_DEMO_URL``, the demo target that runs there is used instead. A configured
-target or a base URL is used as it is.
+``VEERUNBOOK_DEMO_URL``, the demo target that runs there is used instead. Either way
+``VEERUNBOOK_DEMO_DATABASE_URL`` names the demo's SQLite file while the context is
+open, so the database procedures connect to it directly. A configured target or a
+base URL is used as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from veerunbook.config import Config, Target, load_config
+from veerunbook.config import DEMO_DATABASE_URL_ENV, Config, Target, load_config
 
 _log = logging.getLogger("veerunbook.target")
 
@@ -43,10 +45,12 @@ def connect(spec: str | None = None, config: Config | None = None) -> Iterator[T
     shared = os.environ.get(DEMO_URL_ENV)
     if shared:
         _log.info("using the running demo target at %s", shared)
-        commands = demo_commands(Path(os.environ.get(DEMO_DATA_DIR_ENV, ".")))
-        yield dataclasses.replace(
-            target, base_url=shared.rstrip("/"), commands=commands
-        )
+        data_dir = Path(os.environ.get(DEMO_DATA_DIR_ENV, "."))
+        commands = demo_commands(data_dir)
+        with _demo_database_url(data_dir):
+            yield dataclasses.replace(
+                target, base_url=shared.rstrip("/"), commands=commands
+            )
         return
 
     from veerunbook.simulator import start_target
@@ -60,9 +64,33 @@ def connect(spec: str | None = None, config: Config | None = None) -> Iterator[T
     _log.info("started the demo target (%s) at %s", target.scenario, running.base_url)
     try:
         commands = demo_commands(running.data_dir)
-        yield dataclasses.replace(target, base_url=running.base_url, commands=commands)
+        with _demo_database_url(running.data_dir):
+            yield dataclasses.replace(
+                target, base_url=running.base_url, commands=commands
+            )
     finally:
         running.stop()
+
+
+@contextmanager
+def _demo_database_url(data_dir: Path) -> Iterator[None]:
+    """Point the demo's database URL at its SQLite file; restore the old value after.
+
+    The file contains no password, so the URL is not among the secrets.
+    """
+    from veerunbook.simulator.state import DATABASE_FILENAME
+
+    previous = os.environ.get(DEMO_DATABASE_URL_ENV)
+    # An absolute path gives sqlite:////path: SQLAlchemy's form with four slashes.
+    database = (data_dir / DATABASE_FILENAME).absolute()
+    os.environ[DEMO_DATABASE_URL_ENV] = f"sqlite:///{database}"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(DEMO_DATABASE_URL_ENV, None)
+        else:
+            os.environ[DEMO_DATABASE_URL_ENV] = previous
 
 
 # The runbook's commands and the demo operations that stand in for them; {version}
