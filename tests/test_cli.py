@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from typing import ClassVar
 import pytest
 
 from veerunbook.cli import main
+from veerunbook.simulator import start_target
 
 WINDOW = "2"
 PLANTED_PASSWORD = "Pl4nted-pw-7c1e"
@@ -135,17 +137,31 @@ def test_verify_detects_changed_notebook(tmp_path: Path) -> None:
     assert main(["verify", folder.name, "--archive", str(tmp_path)]) == 1
 
 
-def test_planted_secrets_never_archived(tmp_path: Path) -> None:
-    database_url = f"postgresql://veefore:{PLANTED_PASSWORD}@127.0.0.1:5432/veefore"
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("procedure", ["triage", "database-connection"])
+def test_planted_secrets_never_archived(tmp_path: Path, procedure: str) -> None:
+    # The database URL points at a loopback port where nothing listens, so the
+    # direct connection fails and its error text passes through the masking too.
+    port = closed_port()
+    database_url = f"postgresql://veefore:{PLANTED_PASSWORD}@127.0.0.1:{port}/veefore"
     secrets = {"DATABASE_URL": database_url, "VEEFORE_ADMIN_TOKEN": PLANTED_TOKEN}
-    done = run_cli(
-        "run", "triage", "--target", "demo:error-spike", "-p", "window_seconds", "1",
-        "--html", archive=tmp_path, env=secrets,
-    )  # fmt: skip
+    running = start_target("error-spike")
+    try:
+        done = run_cli(
+            "run", procedure, "--target", running.base_url,
+            "-p", "window_seconds", "1", "--html", archive=tmp_path, env=secrets,
+        )  # fmt: skip
+    finally:
+        running.stop()
     assert done.returncode == 1, done.stderr[-2000:]
     folder = only_incident(tmp_path)
     notebook = next((folder / "runs").glob("*.ipynb")).read_text()
-    assert "postgresql://veefore:***@127.0.0.1:5432/veefore" in notebook
+    assert f"postgresql://veefore:***@127.0.0.1:{port}/veefore" in notebook
     for path in files_under(tmp_path):
         text = path.read_bytes().decode("utf-8", errors="replace")
         assert PLANTED_PASSWORD not in text, path
@@ -228,7 +244,9 @@ def test_malformed_config_exits_2(
 def test_list_names_triage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("triage")
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert "triage" in names
+    assert {"database-connection", "high-error-rate"} <= set(names)
 
 
 def test_show_lists_parameters_with_units(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from veerunbook.commands import finding_line, reason_lines
 from veerunbook.errors import UsageError
 from veerunbook.incident import incident_dir, load_incident, open_or_update
 from veerunbook.journal import JOURNAL_FILE, new_incident_id, readable_events
-from veerunbook.procedures import list_procedures
+from veerunbook.params import read_parameters
+from veerunbook.procedures import Procedure, list_procedures
 from veerunbook.redact import Redactor
 from veerunbook.runner import RunOutcome, run_procedure
 from veerunbook.target import DEMO_DATA_DIR_ENV, DEMO_URL_ENV, GENERATED_TOKENS
@@ -122,13 +125,14 @@ def run_drill(
         report = DrillReport(scenario, incident_id, folder, base_url=base_url)
         _run(report, "triage", archive, redactor, {"window_seconds": window_seconds})
         report.recommended = _recommended(folder, report.runs[-1].run_id)
-        available = {procedure.name for procedure in list_procedures()}
+        available = {procedure.name: procedure for procedure in list_procedures()}
         for name in report.recommended:
             if name not in available:
                 report.skipped.append(name)
                 _log.info("skipped %s: the procedure is not built yet", name)
                 continue
-            _run(report, name, archive, redactor, {})
+            params = _follow_up_params(available[name], window_seconds)
+            _run(report, name, archive, redactor, params)
         _summarise(report)
         if on_report is not None:
             on_report(report)
@@ -154,6 +158,17 @@ def _run(
         redactor=redactor,
     )
     report.runs.append(outcome)
+
+
+def _follow_up_params(procedure: Procedure, window_seconds: float) -> dict[str, Any]:
+    """Pass the drill's sampling window to a procedure that samples one.
+
+    A follow-up procedure's own default window (30 s or more) would make a drill
+    several times longer without changing what it finds on the embedded target.
+    """
+    nb = nbformat.read(procedure.path, as_version=4)  # type: ignore[no-untyped-call]
+    names = {spec.name for spec in read_parameters(nb)}
+    return {"window_seconds": window_seconds} if "window_seconds" in names else {}
 
 
 def _recommended(folder: Path, run_id: str) -> list[str]:
