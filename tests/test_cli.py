@@ -8,6 +8,7 @@ kept short (2 s) to bound the suite's time.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -331,8 +332,54 @@ def test_run_summary_names_failing_checks(tmp_path: Path) -> None:
     assert "INC-SUMMARY (new incident)" in done.stdout
     assert "INC-SUMMARY (existing incident)" in again.stdout
     assert "  FAIL  database:" in done.stdout
-    assert "next:      database-connection" in done.stdout
     assert "class:     P0" in again.stdout
+    assert (
+        "next:      database-connection (database health check failing): "
+        "veerunbook run database-connection --incident INC-SUMMARY "
+        "--target demo:db-outage"
+    ) in done.stdout
+
+
+def summary_value(stdout: str, label: str) -> str:
+    """Return the value after ``label:`` on the first summary line that has it."""
+    prefix = f"{label}:"
+    lines = [line for line in stdout.splitlines() if line.startswith(prefix)]
+    assert lines, f"no {prefix!r} line in:\n{stdout}"
+    return lines[0][len(prefix) :].strip()
+
+
+def test_diagnostic_run_summary(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "high-error-rate", "--target", "demo:error-spike", "--incident",
+        "INC-HER", "-p", "window_seconds", WINDOW, "-p", "samples", "2",
+        archive=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert summary_value(done.stdout, "class") == (
+        "not set (triage sets it: veerunbook run triage --incident INC-HER)"
+    )
+    assert "5xx" in summary_value(done.stdout, "diagnosis")
+    assert summary_value(done.stdout, "action").startswith("1. ")
+    assert " (because " in summary_value(done.stdout, "action")
+    lines = done.stdout.splitlines()
+    action = next(i for i, line in enumerate(lines) if line.startswith("action:"))
+    assert lines[action + 1] == (
+        "           none of the recovery options was carried out"
+    )
+    assert "next:" not in done.stdout
+
+
+def test_main_restores_log_handlers(capsys: pytest.CaptureFixture[str]) -> None:
+    # A handler left on the logger would keep writing to this test's captured
+    # stderr after pytest closed it.
+    logger = logging.getLogger("veerunbook")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    assert main(["list"]) == 0
+    after_success = (list(logger.handlers), logger.level, logger.propagate)
+    assert main(["-v", "verify", "INC-does-not-exist"]) == 2
+    after_error = (list(logger.handlers), logger.level, logger.propagate)
+    assert after_success == before
+    assert after_error == before
 
 
 @pytest.mark.parametrize(

@@ -8,15 +8,24 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from veerunbook.config import Config, load_config
 from veerunbook.errors import UsageError
-from veerunbook.journal import JOURNAL_FILE, readable_events, validate_incident_id
+from veerunbook.journal import validate_incident_id
 from veerunbook.redact import RedactingFilter, Redactor
-from veerunbook.severity import FIRST_RESPONSE
+from veerunbook.run_summary import (
+    class_text,
+    diagnosis_lines,
+    next_lines,
+    problem_lines,
+    reason_lines,
+    run_events,
+    triage_completed,
+)
 
 if TYPE_CHECKING:
     from veerunbook.runner import RunOutcome
@@ -25,10 +34,13 @@ _log = logging.getLogger("veerunbook")
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    """Run the subcommand named in ``args`` and return its exit code."""
+    """Run the subcommand named in ``args`` and return its exit code.
+
+    The log handler lives only for this call: it writes to the ``sys.stderr`` of
+    the moment, which may be closed once the call returns (pytest swaps it per test).
+    """
     config = load_config(args.config)
     redactor = config.redactor()
-    _install_log_handler(redactor, args.verbose)
     handlers: dict[str, Callable[[argparse.Namespace, Config, Redactor], int]] = {
         "list": _list,
         "show": _show,
@@ -37,17 +49,30 @@ def dispatch(args: argparse.Namespace) -> int:
         "drill": _drill,
         "simulate": _simulate,
     }
-    return handlers[args.command](args, config, redactor)
+    with _log_to_stderr(redactor, args.verbose):
+        return handlers[args.command](args, config, redactor)
 
 
-def _install_log_handler(redactor: Redactor, verbose: bool) -> None:
-    """Log veerunbook's own lines to stderr, masked; papermill's go to the run log."""
+@contextmanager
+def _log_to_stderr(redactor: Redactor, verbose: bool) -> Iterator[None]:
+    """Log veerunbook's own lines to stderr with secrets masked, for one call.
+
+    papermill's lines go to the run log. On exit the ``veerunbook`` logger gets its
+    handlers, level and propagation back.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(redactor))
+    saved = (list(_log.handlers), _log.level, _log.propagate)
     _log.handlers = [handler]
     _log.propagate = False
     _log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    try:
+        yield
+    finally:
+        _log.handlers, level, _log.propagate = saved
+        _log.setLevel(level)
+        handler.close()
 
 
 def _list(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
@@ -80,7 +105,11 @@ def _show(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
 
 def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
     from veerunbook.incident import check_title
-    from veerunbook.params import read_parameters, resolve_parameters
+    from veerunbook.params import (
+        check_confirmation,
+        read_parameters,
+        resolve_parameters,
+    )
     from veerunbook.procedures import find_procedure
     from veerunbook.runner import run_procedure
 
@@ -101,6 +130,7 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
 
     if args.incident:
         validate_incident_id(args.incident)
+    check_confirmation(params, args.incident)
     archive = _checked_archive(args.archive)
     existed = bool(args.incident) and (archive / args.incident).is_dir()
 
@@ -123,20 +153,19 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
 
 
 def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> None:
-    """Print what the run found: class, failing checks, next procedures, files."""
+    """Print what the run found: class, problems, diagnosis, next procedures, files."""
     from veerunbook.incident import load_incident
 
     folder = outcome.notebook.parent.parent
-    incident = load_incident(folder)
-    events = [
-        event
-        for event in readable_events(folder / JOURNAL_FILE)
-        if event.get("run") == outcome.run_id
-    ]
+    events = run_events(folder, outcome.run_id)
+    severity = class_text(
+        load_incident(folder).severity,
+        procedure=outcome.procedure,
+        status=outcome.status,
+        triage_done=triage_completed(folder),
+        incident=outcome.incident,
+    )
     state = "existing incident" if existed else "new incident"
-    severity = incident.severity or "no incident"
-    if outcome.status in ("failed", "aborted") and incident.severity is None:
-        severity = "not determined: the run did not complete"
     lines = [
         f"incident:  {outcome.incident} ({state})",
         f"run:       {outcome.run_id} ({outcome.procedure}) {outcome.status}"
@@ -145,64 +174,15 @@ def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> No
         f"checks:    {_counts(outcome.counts)}",
     ]
     lines += reason_lines(events)
-    lines += _problem_lines(events)
-    lines += _recommended_lines(events)
+    lines += problem_lines(events)
+    lines += diagnosis_lines(events)
+    lines += next_lines(events, outcome.incident)
     if outcome.reason:
         cell = outcome.failing_cell
         where = f" (cell {cell})" if cell is not None else ""
         lines.append(f"reason:    {outcome.reason}{where}")
     lines.append(f"notebook:  {outcome.notebook}")
     print(redactor.mask("\n".join(lines)))
-
-
-def reason_lines(events: list[dict[str, Any]], limit: int = 4) -> list[str]:
-    """Return the classification's reasons and the first response, if classified."""
-    notes = [e for e in events if e["event"] == "note" and e.get("classification")]
-    if not notes:
-        return []
-    classification = notes[-1]["classification"]
-    lines = [
-        f"  why:     {reason['rule']} ({reason['evidence']})"
-        for reason in classification.get("reasons", [])[:limit]
-    ]
-    severity = classification.get("severity")
-    if severity in FIRST_RESPONSE:
-        lines.append(
-            f"respond:   within {classification.get('response_time')}: "
-            f"{FIRST_RESPONSE[severity]}"
-        )
-    return lines
-
-
-def finding_line(check: dict[str, Any]) -> str:
-    """Return one line for a check: status, name and summary, the name once."""
-    name = str(check.get("name", ""))
-    summary = str(check.get("summary") or "")
-    if summary.startswith(name):
-        summary = summary[len(name) :].strip()
-    return f"{check['status'].upper():<5} {name}: {summary}"
-
-
-def _problem_lines(events: list[dict[str, Any]], limit: int = 12) -> list[str]:
-    order = {"fail": 0, "error": 1, "warn": 2}
-    checks = [e for e in events if e["event"] == "check" and e.get("status") in order]
-    checks.sort(key=lambda event: order[event["status"]])
-    lines = [f"  {finding_line(check)}" for check in checks[:limit]]
-    if len(checks) > limit:
-        lines.append(f"  ... {len(checks) - limit} more in the notebook")
-    return lines
-
-
-def _recommended_lines(events: list[dict[str, Any]]) -> list[str]:
-    notes = [e for e in events if e["event"] == "note" and e.get("recommended")]
-    if not notes:
-        return []
-    names = [
-        f"{row['procedure']}"
-        + ("" if row["status"] == "available" else " (not built yet: by hand)")
-        for row in notes[-1]["recommended"]
-    ]
-    return [f"next:      {', '.join(names)}"]
 
 
 # One week: a limit beyond it is a typo, and setitimer overflows on huge values.

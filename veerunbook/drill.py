@@ -2,7 +2,8 @@
 
 A drill starts the simulated service with one scenario, runs triage against it, then
 runs each procedure triage recommends (in their default dry-run mode) and reports the
-class, the findings and where the record is. Every run goes through the same runner as
+class, the findings, each follow-up's diagnosis and top-ranked recovery action, and
+where the record is. Every run goes through the same runner as
 ``veerunbook run``, so a drill leaves an archive that ``veerunbook verify`` accepts.
 The procedures reach the drill's target through ``VEERUNBOOK_DEMO_URL``; none of them
 starts a second one.
@@ -21,13 +22,20 @@ from typing import Any
 
 import nbformat
 
-from veerunbook.commands import finding_line, reason_lines
 from veerunbook.errors import UsageError
 from veerunbook.incident import incident_dir, load_incident, open_or_update
-from veerunbook.journal import JOURNAL_FILE, new_incident_id, readable_events
+from veerunbook.journal import JOURNAL_FILE, new_incident_id
 from veerunbook.params import read_parameters
 from veerunbook.procedures import Procedure, list_procedures
 from veerunbook.redact import Redactor
+from veerunbook.run_summary import (
+    by_hand,
+    diagnosis_lines,
+    finding_line,
+    reason_lines,
+    recommended,
+    run_events,
+)
 from veerunbook.runner import RunOutcome, run_procedure
 from veerunbook.target import DEMO_DATA_DIR_ENV, DEMO_URL_ENV, GENERATED_TOKENS
 from veerunbook.verify import verify
@@ -49,6 +57,8 @@ class DrillReport:
     findings: list[str] = field(default_factory=list)
     recommended: list[str] = field(default_factory=list)
     runs: list[RunOutcome] = field(default_factory=list)
+    # Diagnosis and top recovery action of each run, by run id, indented.
+    details: dict[str, list[str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     verified: bool = False
     verify_problem: str | None = None
@@ -61,28 +71,46 @@ class DrillReport:
             return 3
         return 1 if self.severity in ("P0", "P1", "P2") else 0
 
+    @property
+    def remaining(self) -> list[str]:
+        """The recommended procedures that the drill did not run."""
+        ran = {run.procedure for run in self.runs}
+        return [name for name in self.recommended if name not in ran]
+
     def lines(self) -> list[str]:
         """Return the report as lines for the terminal."""
-        shown = self.severity or "no incident"
-        lines = [f"drill {self.scenario}: {shown}", f"incident:  {self.incident}"]
+        lines = [
+            f"drill {self.scenario}: {self._class()}",
+            f"incident:  {self.incident}",
+        ]
         lines += self.reasons
         lines += [f"  finding: {finding}" for finding in self.findings]
         for run in self.runs:
             lines.append(
                 f"  ran {run.procedure}: {run.status} in {run.duration_s:.1f} s"
             )
+            lines += self.details.get(run.run_id, [])
+            if run.reason:
+                lines.append(f"    reason:    {run.reason}")
         lines += [
-            f"  skipped {name}: not built yet; follow the runbook's steps by hand"
-            for name in self.skipped
+            f"  skipped {name}: not built yet; {by_hand(name)}" for name in self.skipped
         ]
-        if self.recommended:
-            lines.append(f"next:      {', '.join(self.recommended)}")
+        if self.remaining:
+            lines.append(f"next:      {', '.join(self.remaining)}")
         verdict = (
             "verified" if self.verified else f"NOT verified: {self.verify_problem}"
         )
         lines.append(f"journal:   {self.folder / JOURNAL_FILE} ({verdict})")
         lines.append(f"notebooks: {self.folder / 'runs'}")
         return lines
+
+    def _class(self) -> str:
+        if self.severity:
+            return self.severity
+        triage = self.runs[0] if self.runs else None
+        if triage is None or triage.status in ("failed", "aborted"):
+            return "class not determined: triage did not complete"
+        return "no incident"
 
 
 def describe() -> list[str]:
@@ -124,7 +152,8 @@ def run_drill(
     with _demo_target(scenario, folder / "drill-target", redactor) as base_url:
         report = DrillReport(scenario, incident_id, folder, base_url=base_url)
         _run(report, "triage", archive, redactor, {"window_seconds": window_seconds})
-        report.recommended = _recommended(folder, report.runs[-1].run_id)
+        triage = run_events(folder, report.runs[-1].run_id)
+        report.recommended = [str(row["procedure"]) for row in recommended(triage)]
         available = {procedure.name: procedure for procedure in list_procedures()}
         for name in report.recommended:
             if name not in available:
@@ -171,31 +200,18 @@ def _follow_up_params(procedure: Procedure, window_seconds: float) -> dict[str, 
     return {"window_seconds": window_seconds} if "window_seconds" in names else {}
 
 
-def _recommended(folder: Path, run_id: str) -> list[str]:
-    notes = [
-        event
-        for event in readable_events(folder / JOURNAL_FILE)
-        if event.get("run") == run_id and event.get("recommended") is not None
-    ]
-    if not notes:
-        return []
-    return [str(row["procedure"]) for row in notes[-1]["recommended"]]
-
-
 def _summarise(report: DrillReport) -> None:
     report.severity = load_incident(report.folder).severity
-    triage_run = report.runs[0].run_id
-    events = [
-        event
-        for event in readable_events(report.folder / JOURNAL_FILE)
-        if event.get("run") == triage_run
-    ]
-    report.reasons = reason_lines(events)
-    for event in events:
+    triage = run_events(report.folder, report.runs[0].run_id)
+    report.reasons = reason_lines(triage)
+    for event in triage:
         if event.get("event") != "check":
             continue
         if event.get("status") in ("fail", "error"):
             report.findings.append(finding_line(event))
+    for run in report.runs:
+        events = run_events(report.folder, run.run_id)
+        report.details[run.run_id] = diagnosis_lines(events, indent="    ")
     result = verify(report.folder)
     report.verified = result.ok
     report.verify_problem = result.problem
