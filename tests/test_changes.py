@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from veerunbook.changes import Change, parse_time, recent_changes
+from veerunbook.changes import (
+    Change,
+    ChangeHistory,
+    parse_time,
+    read_changes,
+    recent_changes,
+)
 from veerunbook.config import Target
 from veerunbook.probe import Expect, ProbeResult, probe
 
@@ -197,6 +204,9 @@ class RecordedRun:
     def check(self, name: str, status: str, **fields: Any) -> None:
         self.checks.append({"name": name, "status": status, **fields})
 
+    def record_probe(self, result: ProbeResult) -> None:
+        self.check(result.name, result.status, summary=result.summary())
+
 
 @dataclass
 class ProbingSession:
@@ -204,9 +214,13 @@ class ProbingSession:
     run: RecordedRun = field(default_factory=RecordedRun)
     probes: list[ProbeResult] = field(default_factory=list)
 
-    def probe(self, endpoint: str, *, name: str, expect: Expect) -> ProbeResult:
+    def probe(
+        self, endpoint: str, *, name: str, expect: Expect, record: bool = True
+    ) -> ProbeResult:
         result = probe(self.target.url(endpoint), name=name, expect=expect)
         self.probes.append(result)
+        if record:
+            self.run.record_probe(result)
         return result
 
     def check(self, name: str) -> dict[str, Any]:
@@ -226,8 +240,13 @@ def session_for(
 
 
 def changes_of(session: ProbingSession, hours: float) -> list[Change]:
-    # recent_changes uses only .target, .probe() and .run.check() of a Session.
+    # recent_changes uses only .target, .probe(), .run.check() and
+    # .run.record_probe() of a Session.
     return recent_changes(cast("Session", session), hours)
+
+
+def history_of(session: ProbingSession, hours: float) -> ChangeHistory:
+    return read_changes(cast("Session", session), hours)
 
 
 def test_both_sources(history: HistoryServer, repo: Path) -> None:
@@ -270,8 +289,9 @@ def test_check_recorded(history: HistoryServer, repo: Path) -> None:
     assert check["unit"] == "changes"
     assert check["expected"] == "none in the last 6 h"
     assert check["summary"] == f"3 changes; latest deployment v2.4.1 at {latest} UTC"
-    assert len(check["evidence"]) == 3
-    assert check["evidence"][0]["version"] == "v2.4.1"
+    assert len(check["evidence"]["changes"]) == 3
+    assert check["evidence"]["changes"][0]["version"] == "v2.4.1"
+    assert check["evidence"]["unread"] == {}
 
 
 def test_probe_reaches_history(history: HistoryServer) -> None:
@@ -280,6 +300,25 @@ def test_probe_reaches_history(history: HistoryServer) -> None:
     assert len(session.probes) == 1
     assert session.probes[0].status == "pass"
     assert session.probes[0].name == "deployment history"
+
+
+def test_history_check_passes(history: HistoryServer) -> None:
+    # Three of the four list items are deployments. v2.4.1 (10 min ago) and the
+    # undated hotfix are in the last 6 h, but v2.4.0 (2 days ago) is not.
+    session = session_for(history)
+    changes_of(session, hours=6)
+    check = session.check("deployment history")
+    assert check["status"] == "pass"
+    assert check["summary"] == "3 deployments listed, 2 in the last 6 h"
+
+
+def test_one_change_singular(history: HistoryServer) -> None:
+    history.body = {"deployments": DEPLOYMENTS["deployments"][:1]}
+    session = session_for(history)
+    changes_of(session, hours=6)
+    latest = (NOW - timedelta(minutes=10)).strftime("%H:%M:%S")
+    summary = session.check("recent changes")["summary"]
+    assert summary == f"1 change; latest deployment v2.4.1 at {latest} UTC"
 
 
 def test_window_reaches_old_commit(history: HistoryServer, repo: Path) -> None:
@@ -307,12 +346,56 @@ def test_history_missing(history: HistoryServer, repo: Path) -> None:
     changes = changes_of(session, hours=6)
     assert [change.kind for change in changes] == ["commit"]
     assert session.probes[0].http_status == 404
+    assert session.check("deployment history")["status"] == "fail"
+
+
+def test_history_missing_commits_warn(history: HistoryServer, repo: Path) -> None:
+    session = session_for(history, repo, deployments="/api/releases")
+    changes_of(session, hours=6)
+    check = session.check("recent changes")
+    assert check["status"] == "warn"
+    assert "; the deployment history could not be read: HTTP 404" in check["summary"]
+
+
+def test_history_missing_not_a_pass(history: HistoryServer) -> None:
+    session = session_for(history, deployments="/api/releases")
+    history_read = history_of(session, hours=6)
+    check = session.check("recent changes")
+    assert not history_read.deployments_read
+    assert check["status"] == "skip"
+    assert check["observed"] is None
+    assert check["summary"].startswith(
+        "the deployment history could not be read: HTTP 404"
+    )
+
+
+def test_history_refused_not_a_pass(tmp_path: Path) -> None:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    target = Target(
+        "app",
+        f"http://127.0.0.1:{port}",
+        endpoints={"deployments": "/api/deployments"},
+    )
+    session = ProbingSession(target)
+    history_of(session, hours=6)
+    assert session.check("deployment history")["status"] == "error"
+    check = session.check("recent changes")
+    assert check["status"] == "skip"
+    assert check["summary"] == (
+        "the deployment history could not be read: 127.0.0.1 refused the connection."
+    )
 
 
 def test_history_not_a_list(history: HistoryServer) -> None:
     history.body = {"deployments": "v2.4.1"}
     session = session_for(history)
     assert changes_of(session, hours=6) == []
+    check = session.check("deployment history")
+    assert check["status"] == "error"
+    assert check["summary"].startswith("the response has no deployment list")
+    assert session.check("recent changes")["status"] == "skip"
 
 
 def test_no_changes_passes(history: HistoryServer) -> None:
@@ -322,7 +405,17 @@ def test_no_changes_passes(history: HistoryServer) -> None:
     check = session.check("recent changes")
     assert check["status"] == "pass"
     assert check["observed"] == 0
-    assert check["summary"] == "no deployment or commit in the last 6 h"
+    assert check["summary"] == "no deployment in the last 6 h"
+
+
+def test_no_changes_both_sources(history: HistoryServer, repo: Path) -> None:
+    # The newest commit is 30 min old, outside a lookback of 0.1 h (6 min).
+    history.body = {"deployments": []}
+    session = session_for(history, repo)
+    assert changes_of(session, hours=0.1) == []
+    check = session.check("recent changes")
+    assert check["status"] == "pass"
+    assert check["summary"] == "no deployment or commit in the last 0.1 h"
 
 
 def test_not_a_repository(history: HistoryServer, tmp_path: Path) -> None:
@@ -333,6 +426,17 @@ def test_not_a_repository(history: HistoryServer, tmp_path: Path) -> None:
     assert failure["status"] == "error"
     assert failure["summary"].startswith("git log: fatal: cannot change to")
     assert session.check("recent changes")["expected"] == "none in the last 1.5 h"
+
+
+def test_git_unread_not_a_pass(history: HistoryServer, tmp_path: Path) -> None:
+    history.body = {"deployments": []}
+    session = session_for(history, tmp_path / "nowhere")
+    changes_of(session, hours=6)
+    check = session.check("recent changes")
+    assert check["status"] == "skip"
+    assert check["summary"].startswith(
+        "no deployment in the last 6 h; the git history could not be read: git log:"
+    )
 
 
 def test_repository_without_commits(history: HistoryServer, tmp_path: Path) -> None:

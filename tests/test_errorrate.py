@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 import pytest
@@ -24,6 +24,7 @@ from veerunbook import metrics
 from veerunbook import session as vr_session
 from veerunbook.changes import Change
 from veerunbook.errorrate import HighErrorRate
+from veerunbook.errorrate_checks import check_scrapes
 from veerunbook.errorrate_evidence import (
     DeployAlignment,
     align_deploys,
@@ -32,16 +33,33 @@ from veerunbook.errorrate_evidence import (
     error_kind,
     error_start,
     error_type,
-    failed_logins_since,
     new_signatures,
     release_in_stack,
 )
-from veerunbook.errorrate_recovery import Evidence, RecoveryOption, rank_recovery
+from veerunbook.errorrate_options import Evidence, RecoveryOption
+from veerunbook.errorrate_plots import plot_error_rate
+from veerunbook.errorrate_recovery import rank_recovery
 from veerunbook.errorrate_resources import Resources, read_resources
+from veerunbook.errorrate_security import (
+    BreachEvent,
+    breach_events,
+    failed_logins_since,
+    logins_level,
+)
+from veerunbook.errorrate_text import blocked_level, rate_level
 from veerunbook.logs import ErrorGroup
-from veerunbook.metrics_series import Sample, sample_series
+from veerunbook.metrics_series import (
+    Sample,
+    ScrapeResult,
+    error_rate_series,
+    sample_series,
+)
 from veerunbook.security import SecuritySummary
+from veerunbook.text import counted, percent
 from veerunbook.triage_tables import Nothing
+
+if TYPE_CHECKING:
+    from veerunbook.record import RunContext
 
 FIXTURES = Path(__file__).parent / "fixtures" / "veefore-logs-mixed"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -130,7 +148,7 @@ def rate_series(errors: list[float]) -> list[Sample]:
         scrapes.append(metrics.parse_exposition(exposition, scraped_at=100.0 + index))
     pending = iter(scrapes)
     return sample_series(
-        lambda: (next(pending), None), window_seconds=0, samples=len(errors)
+        lambda: ScrapeResult(next(pending)), window_seconds=0, samples=len(errors)
     )
 
 
@@ -232,6 +250,17 @@ def test_align_unknown_start() -> None:
     alignment = align_deploys(DEPLOYS, None, 60)
     assert alignment.deployment is None
     assert not alignment.within_window
+
+
+def test_align_history_unread() -> None:
+    # Only a commit is known: without the deployment history, no deploy is absent.
+    alignment = align_deploys(DEPLOYS[1:2], START, 60, history_read=False)
+    assert alignment.deployment is None
+    assert not alignment.history_read
+    assert alignment.reason == (
+        "the deployment history could not be read, so no deployment is lined up"
+        " with the start of the errors"
+    )
 
 
 def test_new_signatures_counted() -> None:
@@ -339,6 +368,146 @@ def test_failed_logins_bad_body() -> None:
     assert failed_logins_since(["not", "an", "audit"], NOW) == (0, 0)
 
 
+AUDIT_WITH_BREACHES = {
+    "events": [
+        {"time": "2026-12-04T14:00:05Z", "type": "failed_login", "ip": "203.0.113.9"},
+        {
+            "time": "2026-12-04T14:00:09Z",
+            "type": "token_compromise",
+            "ip": "198.51.100.7",
+        },
+        {
+            "time": "2026-12-04T14:00:02Z",
+            "type": "privilege_escalation_attempt",
+            "ip": "203.0.113.11",
+            "detail": "user session token used on POST /admin/security/block-ip",
+        },
+        {"type": "data_exfiltration"},
+        "not an event",
+    ]
+}
+
+
+def test_breach_events_oldest_first() -> None:
+    # The undated event sorts last; the failed login is not a breach sign.
+    kinds = [event.kind for event in breach_events(AUDIT_WITH_BREACHES)]
+    assert kinds == [
+        "privilege_escalation_attempt",
+        "token_compromise",
+        "data_exfiltration",
+    ]
+
+
+def test_breach_event_described() -> None:
+    first = breach_events(AUDIT_WITH_BREACHES)[0]
+    assert first.describe() == (
+        "privilege-escalation attempt from 203.0.113.11 at 14:00:02 UTC"
+    )
+    assert first.detail == "user session token used on POST /admin/security/block-ip"
+
+
+def test_breach_event_without_source() -> None:
+    last = breach_events(AUDIT_WITH_BREACHES)[-1]
+    assert last.describe() == "data exfiltration from an unknown address"
+
+
+def test_breach_events_bad_body() -> None:
+    assert breach_events({"events": "none"}) == []
+
+
+# Grading against the alert lines and the estimated login lines.
+
+RATE_LEVELS = [
+    (0.005, "pass", "at or below the information alert line (0.5 % for 15 min)"),
+    (0.0051, "warn", "above the information alert line (0.5 % for 15 min)"),
+    (0.0101, "warn", "above the warning alert line (1 % for 5 min)"),
+    (0.0501, "fail", "above the critical alert line (5 % for 2 min)"),
+]
+
+
+@pytest.mark.parametrize(("rate", "status", "phrase"), RATE_LEVELS)
+def test_rate_level(rate: float, status: str, phrase: str) -> None:
+    assert rate_level(rate) == (status, phrase)
+
+
+BLOCKED_LEVELS = [
+    (10, "pass", "at or below the warning alert line (more than 10 in 1 min)"),
+    (11, "warn", "above the warning alert line (more than 10 in 1 min)"),
+    (50, "warn", "above the warning alert line (more than 10 in 1 min)"),
+    (51, "fail", "above the critical alert line (more than 50 in 1 min)"),
+]
+
+
+@pytest.mark.parametrize(("blocked", "status", "phrase"), BLOCKED_LEVELS)
+def test_blocked_level(blocked: int, status: str, phrase: str) -> None:
+    assert blocked_level(blocked) == (status, phrase)
+
+
+@pytest.mark.parametrize(
+    ("failed", "status"), [(19, "pass"), (20, "warn"), (99, "warn"), (100, "fail")]
+)
+def test_logins_level(failed: int, status: str) -> None:
+    assert logins_level(failed)[0] == status
+
+
+def test_percent_has_space() -> None:
+    assert percent(0.2632, 1) == "26.3 %"
+    assert percent(1.0, 0) == "100 %"
+
+
+def test_counted_plurals() -> None:
+    assert counted(1, "group") == "1 group"
+    assert counted(2, "group") == "2 groups"
+    assert counted(0, "address", "addresses") == "0 addresses"
+
+
+# One check for all scrapes, failures counted per reason.
+
+
+class CheckRecorder:
+    """The part of a RunContext that check_scrapes uses: ``check``."""
+
+    def __init__(self) -> None:
+        self.checks: list[dict[str, Any]] = []
+
+    def check(self, name: str, status: str, **fields: Any) -> None:
+        self.checks.append({"name": name, "status": status, **fields})
+
+
+def scrape_series(problems: list[str | None]) -> list[Sample]:
+    results = iter(
+        ScrapeResult(None, problem)
+        if problem
+        else ScrapeResult(metrics.parse_exposition(""))
+        for problem in problems
+    )
+    return sample_series(
+        lambda: next(results), window_seconds=0, samples=len(problems) - 1
+    )
+
+
+def test_scrapes_one_check_per_reason() -> None:
+    run = CheckRecorder()
+    series = scrape_series(
+        [None, "HTTP 503: restarting", None, "HTTP 503: restarting", None, None, None]
+    )
+    check_scrapes(cast("RunContext", run), series)
+    assert [check["name"] for check in run.checks] == ["metrics scrapes"]
+    assert run.checks[0]["status"] == "warn"
+    assert run.checks[0]["summary"] == (
+        "5 of 7 metrics scrapes succeeded; 2 failed: HTTP 503: restarting"
+    )
+
+
+def test_scrapes_all_failed_error() -> None:
+    run = CheckRecorder()
+    check_scrapes(cast("RunContext", run), scrape_series(["HTTP 500: boom"] * 3))
+    assert run.checks[0]["status"] == "error"
+    assert run.checks[0]["summary"] == (
+        "0 of 3 metrics scrapes succeeded; 3 failed: HTTP 500: boom"
+    )
+
+
 # Ranking on hand-built evidence.
 
 
@@ -374,7 +543,8 @@ def test_rank_bad_deploy() -> None:
 
 
 def test_rank_code_defect_without_deploy() -> None:
-    # Fix forward: code errors 40 + no recent deploy 30 = 70. Rollback: 20.
+    # Fix forward: code errors 40 + no recent deploy 30 = 70. Rollback: nothing to
+    # roll back, so the code errors give it no points and no rank.
     evidence = Evidence(
         error_rate=0.25,
         error_kinds={"code": 90, "other": 10},
@@ -384,8 +554,23 @@ def test_rank_code_defect_without_deploy() -> None:
     options = by_key(rank_recovery(evidence))
     assert options["fix"].score == 70
     assert options["fix"].rank == 1
-    assert options["rollback"].score == 20
-    assert options["rollback"].rank == 2
+    assert options["rollback"].score == 0
+    assert options["rollback"].rank is None
+    assert options["rollback"].against == ["no deployment in the lookback"]
+
+
+def test_rank_history_unread_no_fix_bonus() -> None:
+    # Fix forward: code errors 40 only. An unread history is no evidence that no
+    # deployment came before the errors.
+    unread = DeployAlignment(
+        START, None, None, False, 60, "history unread", history_read=False
+    )
+    evidence = Evidence(error_rate=0.25, error_kinds={"code": 100}, deploy=unread)
+    fix = by_key(rank_recovery(evidence))["fix"]
+    assert fix.score == 40
+    assert fix.evidence == [
+        "100 % of error entries are code-level exceptions (exceptions)"
+    ]
 
 
 def test_rank_code_finding_text() -> None:
@@ -396,39 +581,113 @@ def test_rank_code_finding_text() -> None:
     )
     fix = by_key(rank_recovery(evidence))["fix"]
     assert fix.evidence == [
-        "90% of error entries are code-level exceptions (RangeError, TypeError)"
+        "90 % of error entries are code-level exceptions (RangeError, TypeError)"
     ]
 
 
-def test_rank_attack() -> None:
-    # Block: burst 35 + 141 / 15 = 9.4 attempts per address 15 + 14 blocked in a
-    # minute 30 + breach sign 10 + high events 10 = 100 (the cap).
+ESCALATION = BreachEvent(
+    "privilege_escalation_attempt",
+    "203.0.113.11",
+    START,
+    "user session token used on POST /admin/security/block-ip",
+)
+
+
+def attack_evidence() -> Evidence:
     security = SecuritySummary(
         high_events=85,
         blocked_last_minute=14,
         rate_limiting={"enabled": True, "hits": 14},
-        breach_indicators=["privilege_escalation_attempt from 203.0.113.11"],
     )
-    evidence = Evidence(
+    return Evidence(
         error_rate=0.001,
         statuses={"200": 400, "401": 140, "429": 14},
         security=security,
         failed_logins_minute=141,
         failed_login_sources=15,
+        breaches=[ESCALATION],
     )
-    options = by_key(rank_recovery(evidence))
+
+
+def test_rank_attack_security_first() -> None:
+    # Security incident: breach sign 100 (+ 141 logins at the attack line 40, capped
+    # at 100). Block: burst 35 + 141 / 15 = 9.4 attempts per address 15 + 14
+    # blocked in a minute 30 + breach sign 10 + high events 10 = 100. The tie keeps
+    # the security-incident procedure first.
+    options = by_key(rank_recovery(attack_evidence()))
+    assert options["security"].score == 100
+    assert options["security"].rank == 1
     assert options["block"].score == 100
-    assert options["block"].rank == 1
-    assert options["raise"].score == 0
-    assert options["raise"].rank is None
-    assert options["raise"].against[-1].startswith("attack signs: 141 failed logins")
+    assert options["block"].rank == 2
 
 
-def test_rank_attack_p0_blocking() -> None:
+def test_rank_attack_security_evidence() -> None:
+    security = by_key(rank_recovery(attack_evidence()))["security"]
+    assert security.evidence == [
+        "breach signs: privilege-escalation attempt from 203.0.113.11 at 14:00:00"
+        " UTC (user session token used on POST /admin/security/block-ip)",
+        "141 failed logins in the last minute, an attack",
+    ]
+
+
+def test_rank_attack_no_limit_raise() -> None:
+    raise_limits = by_key(rank_recovery(attack_evidence()))["raise"]
+    assert raise_limits.score == 0
+    assert raise_limits.rank is None
+    assert raise_limits.against[-1].startswith(
+        "overruled by attack signs: privilege-escalation attempt from 203.0.113.11"
+    )
+
+
+def test_rank_blocking_critical_line() -> None:
+    # Block 40; security incident 30 for the same critical-line burst.
     security = SecuritySummary(blocked_last_minute=51)
-    block = by_key(rank_recovery(Evidence(security=security)))["block"]
-    assert block.score == 40
-    assert block.evidence == ["51 IPs blocked in the last minute (above 50: P0)"]
+    options = by_key(rank_recovery(Evidence(security=security)))
+    assert options["block"].score == 40
+    assert options["block"].rank == 1
+    assert options["block"].evidence == [
+        "51 IPs blocked in the last minute, above the critical alert line"
+        " (more than 50 in 1 min)"
+    ]
+    assert options["security"].score == 30
+    assert options["security"].rank == 2
+
+
+def test_rank_blocking_warning_line() -> None:
+    security = SecuritySummary(blocked_last_minute=11)
+    options = by_key(rank_recovery(Evidence(security=security)))
+    assert options["block"].evidence == [
+        "11 IPs blocked in the last minute, above the warning alert line"
+        " (more than 10 in 1 min)"
+    ]
+    assert options["security"].rank is None
+
+
+def test_rank_unreachable_nothing_ranked() -> None:
+    evidence = Evidence(unreachable="target unreachable: connection refused")
+    options = rank_recovery(evidence)
+    assert [option.rank for option in options] == [None] * 6
+    assert all(
+        option.against == ["target unreachable: connection refused"]
+        for option in options
+    )
+
+
+def test_option_journal_form() -> None:
+    # The journal carries evidence and against as one line each.
+    option = RecoveryOption("block", "block abusive IP addresses", rank=1)
+    option.add(35, "25 failed logins in the last minute")
+    option.add(15, "from 5 addresses, 5.0 each")
+    data = option.to_dict()
+    assert data["evidence"] == (
+        "25 failed logins in the last minute; from 5 addresses, 5.0 each"
+    )
+    assert data["rank"] == 1
+    assert data["action"] == "block abusive IP addresses"
+
+
+def test_option_journal_form_no_evidence() -> None:
+    assert RecoveryOption("scale", "scale").to_dict()["evidence"] == "none"
 
 
 def test_rank_legitimate_spike() -> None:
@@ -447,7 +706,7 @@ def test_rank_legitimate_spike() -> None:
     assert options["raise"].score == 80
     assert options["raise"].rank == 1
     assert options["raise"].evidence[0] == (
-        "10.0% of user requests received 429 or 503"
+        "10.0 % of user requests received 429 or 503"
     )
 
 
@@ -491,7 +750,10 @@ def test_rank_healthy_none_indicated() -> None:
 
 def test_rank_healthy_rollback_against() -> None:
     rollback = by_key(rank_recovery(Evidence(error_rate=0.001)))["rollback"]
-    assert rollback.against == ["the 5xx rate 0.10% is within the 0.5 % alert"]
+    assert rollback.against == [
+        "the 5xx rate 0.10 % is at or below the information alert line"
+        " (0.5 % for 15 min)"
+    ]
 
 
 def test_rank_unknown_evidence() -> None:
@@ -504,6 +766,7 @@ def test_rank_unknown_evidence() -> None:
 def test_rank_ties_keep_runbook_order() -> None:
     ranked = rank_recovery(Evidence())
     assert [option.key for option in ranked] == [
+        "security",
         "raise",
         "block",
         "scale",
@@ -781,11 +1044,8 @@ class Outputs:
     tables: dict[str, Any]
 
 
-@pytest.fixture
-def outputs(service: Service, tmp_path: Path) -> Iterator[Outputs]:
-    now = datetime.now(UTC).replace(microsecond=0)
-    incident_service(service, now)
-    procedure = begin(service, tmp_path)
+def run_steps(service: Service, archive: Path, now: datetime) -> Outputs:
+    procedure = begin(service, archive)
     tables = {
         "routes": procedure.sample_error_rate(0.2, 2, progress=None),
         "over time": procedure.error_rate_over_time(),
@@ -796,12 +1056,27 @@ def outputs(service: Service, tmp_path: Path) -> Iterator[Outputs]:
         "options": procedure.recovery_options(),
         "diagnosis": procedure.diagnose(),
     }
-    yield Outputs(procedure, now, tables)
-    procedure.session.close()
+    return Outputs(procedure, now, tables)
+
+
+@pytest.fixture
+def outputs(service: Service, tmp_path: Path) -> Iterator[Outputs]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    incident_service(service, now)
+    done = run_steps(service, tmp_path, now)
+    yield done
+    done.procedure.session.close()
 
 
 def check(outputs: Outputs, name: str) -> Any:
     return next(c for c in outputs.procedure.session.run.checks if c.name == name)
+
+
+def notes(outputs: Outputs) -> list[dict[str, Any]]:
+    from veerunbook.journal import Journal
+
+    journal = Journal(outputs.procedure.session.run.incident_dir)
+    return [event for event in journal.events() if event["event"] == "note"]
 
 
 def test_route_table(outputs: Outputs) -> None:
@@ -827,13 +1102,25 @@ def test_route_table(outputs: Outputs) -> None:
     ]
     assert table["requests"].tolist() == [130.0, 6.0, 50.0, 80.0, 4.0, 2.0]
     assert table["5xx"].tolist() == [20.0, 0.0, 20.0, 0.0, 0.0, 0.0]
-    assert table["5xx %"].tolist() == [15.38, 0.0, 40.0, 0.0, 0.0, 0.0]
+    assert table["5xx (%)"].tolist() == [15.38, 0.0, 40.0, 0.0, 0.0, 0.0]
 
 
 def test_error_rate_check(outputs: Outputs) -> None:
     rate = check(outputs, "5xx error rate")
     assert rate.status == "fail"
     assert rate.observed == 15.385
+
+
+def test_error_rate_check_summary(outputs: Outputs) -> None:
+    summary = check(outputs, "5xx error rate").summary
+    assert summary.startswith(
+        "15.38 % of 130 user requests, above the critical alert line (5 % for 2 min);"
+        " probe traffic: 0 5xx of 6 requests, counted apart; the "
+    )
+    assert summary.endswith(
+        " s window is shorter than the shortest alert duration (2 min), so it cannot"
+        " confirm an alert"
+    )
 
 
 def test_scrapes_check(outputs: Outputs) -> None:
@@ -847,23 +1134,81 @@ def test_rate_over_time(outputs: Outputs) -> None:
     table = outputs.tables["over time"]
     assert table["requests"].tolist() == [60.0, 70.0]
     assert table["5xx"].tolist() == [10.0, 10.0]
-    assert table["5xx %"].tolist() == [16.67, 14.29]
+    assert table["5xx (%)"].tolist() == [16.67, 14.29]
     assert table["probe requests"].tolist() == [3.0, 3.0]
 
 
 def test_rate_plot(outputs: Outputs) -> None:
+    # The deployment came 15 min before a 0.2 s window: outside the plotted span.
     figure = outputs.procedure.plot_error_rate()
     axes = figure.axes[0]
     labels = [line.get_label() for line in axes.get_lines()]
     assert labels == [
-        "user traffic 5xx",
-        "5 % for 2 min: P0 critical alert",
-        "1 % for 5 min: P1 warning alert",
+        "5xx of user requests",
+        "critical alert line: 5 % for 2 min",
+        "warning alert line: 1 % for 5 min",
+        "information alert line: 0.5 % for 15 min",
     ]
-    assert axes.get_lines()[1].get_ydata()[0] == 5.0
-    assert axes.get_lines()[2].get_ydata()[0] == 1.0
+    assert [line.get_ydata()[0] for line in axes.get_lines()[1:]] == [5.0, 1.0, 0.5]
     assert list(axes.get_lines()[0].get_ydata()) == pytest.approx([100 / 6, 100 / 7])
-    assert axes.get_ylabel() == "5xx responses (% of requests)"
+    assert axes.get_ylabel() == "5xx responses (% of requests)\nlog scale above 1 %"
+    assert axes.get_xlabel() == "time (UTC)"
+
+
+def rate_frame(start: datetime, seconds: float = 10.0) -> pd.DataFrame:
+    # Two intervals after ``start``: 10 % and 20 % of user requests.
+    frame = error_rate_series([])
+    ends = [start + timedelta(seconds=seconds), start + timedelta(seconds=2 * seconds)]
+    return pd.concat(
+        [frame, pd.DataFrame({"end": ends, "rate": [0.1, 0.2]})], ignore_index=True
+    )
+
+
+def test_plot_marks_deploy_in_window() -> None:
+    # The window runs 14:00:00 to 14:00:20; a deploy 5 s before it is shown, one
+    # an hour before is not, and a commit is no deployment.
+    changes = [
+        Change(START - timedelta(seconds=5), "deployment", "2.4.2", "ok", "history"),
+        Change(START - timedelta(hours=1), "deployment", "2.4.1", "ok", "history"),
+        Change(START + timedelta(seconds=2), "commit", "9f8e7d6c5b4a", "fix", "repo"),
+    ]
+    figure = plot_error_rate(rate_frame(START), start=START, deployments=changes)
+    labels = [line.get_label() for line in figure.axes[0].get_lines()]
+    assert labels[-1] == "deployment 2.4.2 at 13:59:55"
+    assert len(labels) == 5
+
+
+def test_plot_time_axis_utc() -> None:
+    # The window is 14:00:00 to 14:00:20 UTC: every tick is HH:MM:SS in UTC.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = plot_error_rate(rate_frame(START), start=START)
+    axes = figure.axes[0]
+    FigureCanvasAgg(figure).draw()
+    ticks = [label.get_text() for label in axes.get_xticklabels()]
+    assert ticks
+    assert all(tick.startswith("14:00:") and len(tick) == 8 for tick in ticks)
+    assert axes.get_xlabel() == "time (UTC)"
+
+
+def test_plot_ticks_unique_short_window() -> None:
+    # A 1.5 s window: ticks fall on whole seconds, so no label repeats.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = plot_error_rate(rate_frame(START, 0.75), start=START)
+    FigureCanvasAgg(figure).draw()
+    ticks = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    assert ticks
+    assert len(set(ticks)) == len(ticks)
+
+
+def test_plot_legend_outside_axes() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = plot_error_rate(rate_frame(START), start=START)
+    renderer = FigureCanvasAgg(figure).get_renderer()  # type: ignore[no-untyped-call]
+    legend = figure.axes[0].get_legend().get_window_extent(renderer)
+    assert legend.x0 >= figure.axes[0].get_window_extent(renderer).x1
 
 
 def test_log_groups(outputs: Outputs) -> None:
@@ -872,6 +1217,10 @@ def test_log_groups(outputs: Outputs) -> None:
     assert table["kind"].tolist() == ["code"]
     assert table["where"].tolist() == ["f (/srv/releases/2.4.1/dist/a.js:1:2)"]
     assert table["routes"].tolist() == ["POST /api/publish"]
+
+
+def test_log_check_singular(outputs: Outputs) -> None:
+    assert check(outputs, "error log entries").summary == "3 errors in 1 group"
 
 
 def test_resource_table(outputs: Outputs) -> None:
@@ -884,18 +1233,34 @@ def test_resource_table(outputs: Outputs) -> None:
         "event loop lag",
     ]
     assert table["value"].tolist() == [90.0, 95.0, 3.0, 250.0]
+    assert table["limit"].tolist()[:2] == [
+        "85 % (warning alert line)",
+        "80 % (information alert line)",
+    ]
 
 
 def test_resource_checks(outputs: Outputs) -> None:
-    assert check(outputs, "heap memory").status == "fail"
+    # Heap and pool are above a warning or information alert line: both warn.
+    assert check(outputs, "heap memory").status == "warn"
     assert check(outputs, "connection pool").status == "warn"
     assert check(outputs, "CPU").status == "skip"
     assert check(outputs, "event loop lag").status == "warn"
 
 
+def test_resource_summaries(outputs: Outputs) -> None:
+    assert check(outputs, "heap memory").summary == (
+        "heap 90 % of its limit, above the warning alert line (85 % for 10 min)"
+    )
+    assert check(outputs, "connection pool").summary == (
+        "19 of 20 connections in use, 3 requests waiting, above the information"
+        " alert line (80 % for 15 min)"
+    )
+
+
 def test_security_table(outputs: Outputs) -> None:
     table = outputs.tables["security"]
     values = dict(zip(table["item"], table["value"], strict=True))
+    assert values["breach signs"] == "none"
     assert values["rate limiter"] == "on"
     assert values["limit"] == "10 per 900 s"
     assert values["limiter hits"] == "7"
@@ -906,21 +1271,34 @@ def test_security_table(outputs: Outputs) -> None:
     assert values["high-severity events"] == "25"
 
 
-def test_security_checks(outputs: Outputs) -> None:
+def test_blocked_check(outputs: Outputs) -> None:
+    # 12 blocked in a minute: above the warning alert line (10), not the critical.
     blocked = check(outputs, "blocked IPs in the last minute")
-    assert blocked.status == "fail"
+    assert blocked.status == "warn"
     assert blocked.observed == 12
-    assert blocked.summary.endswith("; above the P1 threshold")
-    assert check(outputs, "failed logins in the last minute").status == "warn"
+    assert blocked.summary == (
+        "12 IPs blocked in the last minute, above the warning alert line"
+        " (more than 10 in 1 min); 12 IPs blocked in all"
+    )
+
+
+def test_login_and_limiter_checks(outputs: Outputs) -> None:
+    logins = check(outputs, "failed logins in the last minute")
+    assert logins.status == "warn"
+    assert logins.summary == (
+        "25 failed logins from 5 addresses in the last minute, at or above the"
+        " burst line (20 a minute, an estimate)"
+    )
     assert check(outputs, "rate limiting").status == "pass"
+    assert check(outputs, "breach signs").status == "pass"
 
 
 def test_change_table(outputs: Outputs) -> None:
     # Errors start at the first log entry, now - 5 min; 2.4.1 came at now - 15 min.
     table = outputs.tables["changes"]
     assert table["version"].tolist() == ["2.4.1"]
-    assert table["min before errors"].tolist() == [10.0]
-    assert table["last before errors"].tolist() == [True]
+    assert table["before the errors (min)"].tolist() == [10.0]
+    assert table["last before the errors"].tolist() == [True]
 
 
 def test_error_start_is_first_log(outputs: Outputs) -> None:
@@ -939,44 +1317,209 @@ def test_option_ranking(outputs: Outputs) -> None:
     # Block: burst 35 + 25 / 5 addresses 15 + 12 blocked 30 + high events 10 = 90.
     # Rollback: deploy 45 + release 2.4.1 in the stack 20 + code errors 20 = 85.
     # Scale: heap 35 + pool 25 + waiting 10 + lag 10 = 80. Fix forward: 40.
+    # Security incident: no breach sign, 25 logins and 12 blocks are below its
+    # lines, so 0. Raise limits: overruled by the attack signs, 0.
     table = outputs.tables["options"]
     assert table["action"].tolist() == [
         "block abusive IP addresses",
         "roll back the deployment",
         "scale application resources",
         "fix the defect forward (hotfix)",
+        "run the security-incident procedure",
         "raise rate limits temporarily",
     ]
-    assert table["score"].tolist() == [90, 85, 80, 40, 0]
+    assert table["score"].tolist() == [90, 85, 80, 40, 0, 0]
     assert table["rank"].tolist()[:4] == [1, 2, 3, 4]
     assert pd.isna(table["rank"].tolist()[4])
+    assert pd.isna(table["rank"].tolist()[5])
 
 
 def test_options_noted(outputs: Outputs) -> None:
-    from veerunbook.journal import Journal
-
-    journal = Journal(outputs.procedure.session.run.incident_dir)
-    notes = [e["text"] for e in journal.events() if e["event"] == "note"]
-    assert notes[0] == (
+    assert notes(outputs)[0]["text"] == (
         "recovery options ranked: 1. block abusive IP addresses (90),"
         " 2. roll back the deployment (85), 3. scale application resources (80),"
         " 4. fix the defect forward (hotfix) (40)"
     )
 
 
+def test_options_field(outputs: Outputs) -> None:
+    options = notes(outputs)[0]["recovery_options"]
+    assert [option["rank"] for option in options] == [1, 2, 3, 4, None, None]
+    assert options[0]["action"] == "block abusive IP addresses"
+    assert options[0]["evidence"] == (
+        "25 failed logins in the last minute; from 5 addresses, 5.0 each;"
+        " 12 IPs blocked in the last minute, above the warning alert line"
+        " (more than 10 in 1 min); 25 high-severity security events"
+    )
+
+
 def test_diagnosis(outputs: Outputs) -> None:
     assert outputs.tables["diagnosis"] == (
-        "5xx 15.4% of user requests (above the 5 % critical alert);"
+        "5xx 15.4 % of user requests, above the critical alert line (5 % for 2 min);"
         " most on POST /api/publish;"
         " errors: TypeError in f (/srv/releases/2.4.1/dist/a.js:1:2);"
-        " 25 failed logins and 12 IPs blocked in the last minute;"
+        " 25 failed logins from 5 addresses in the last minute;"
+        " 12 IPs blocked in the last minute, above the warning alert line"
+        " (more than 10 in 1 min);"
         " deployment 2.4.1 came 10.0 min before the errors started, within the"
         " 60 min a deploy stays suspect;"
-        " first action: block abusive IP addresses (high)"
+        " first action: block abusive IP addresses, high confidence"
     )
+
+
+def test_diagnosis_field(outputs: Outputs) -> None:
+    note = notes(outputs)[-1]
+    assert note["diagnosis"] == outputs.tables["diagnosis"]
+    assert note["text"] == f"diagnosis: {outputs.tables['diagnosis']}"
 
 
 def test_summary_worst_first(outputs: Outputs) -> None:
     statuses = outputs.procedure.summary()["status"].tolist()
     order = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
     assert statuses == sorted(statuses, key=order.__getitem__)
+
+
+# A credential attack with a privilege-escalation attempt and few 5xx.
+
+
+def attack_service(service: Service, now: datetime) -> None:
+    """Serve clean scrapes, no error logs, an attack audit and no deployments."""
+    scrapes = iter(range(3))
+    service.routes["/metrics"] = lambda: (
+        200,
+        "text/plain; version=0.0.4",
+        scrape_text(0).replace(" 0\n", f" {next(scrapes, 2)}\n").encode(),
+    )
+    service.routes["/health/logs"] = json_route({"limit": 1000, "logs": []})
+    failed = [
+        {
+            "time": iso(now - timedelta(seconds=2)),
+            "type": "failed_login",
+            "ip": f"203.0.113.{11 + 2 * (index % 14)}",
+            "severity": "high",
+        }
+        for index in range(143)
+    ]
+    escalation = {
+        "time": iso(now - timedelta(seconds=30)),
+        "type": "privilege_escalation_attempt",
+        "ip": "203.0.113.11",
+        "severity": "high",
+        "detail": "user session token used on POST /admin/security/block-ip",
+    }
+    service.routes["/api/audit/security"] = json_route(
+        {
+            "events": [*failed, escalation],
+            "blockedIps": [
+                {"ip": f"203.0.113.{11 + 2 * host}", "blockedAt": iso(now)}
+                for host in range(14)
+            ],
+            "rateLimiting": {"enabled": True, "hits": 14},
+        }
+    )
+    service.routes["/api/deployments"] = json_route({"deployments": []})
+
+
+@pytest.fixture
+def attack(service: Service, tmp_path: Path) -> Iterator[Outputs]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    attack_service(service, now)
+    done = run_steps(service, tmp_path, now)
+    yield done
+    done.procedure.session.close()
+
+
+def test_attack_breach_check(attack: Outputs) -> None:
+    breach = check(attack, "breach signs")
+    when = (attack.now - timedelta(seconds=30)).strftime("%H:%M:%S")
+    assert breach.status == "fail"
+    assert breach.summary == (
+        f"privilege-escalation attempt from 203.0.113.11 at {when} UTC:"
+        " user session token used on POST /admin/security/block-ip"
+    )
+
+
+def test_attack_logins_fail(attack: Outputs) -> None:
+    # 143 failed logins from 14 addresses: above the attack line of 100 a minute.
+    logins = check(attack, "failed logins in the last minute")
+    assert logins.status == "fail"
+    assert logins.observed == 143
+    assert logins.summary == (
+        "143 failed logins from 14 addresses in the last minute, at or above the"
+        " attack line (100 a minute, an estimate)"
+    )
+
+
+def test_attack_blocked_warns(attack: Outputs) -> None:
+    blocked = check(attack, "blocked IPs in the last minute")
+    assert blocked.status == "warn"
+    assert blocked.observed == 14
+
+
+def test_attack_diagnosis_leads(attack: Outputs) -> None:
+    when = (attack.now - timedelta(seconds=30)).strftime("%H:%M:%S")
+    assert attack.tables["diagnosis"].startswith(
+        f"security incident: privilege-escalation attempt from 203.0.113.11 at {when}"
+        " UTC; 143 failed logins from 14 addresses in the last minute;"
+        " 14 IPs blocked in the last minute, above the warning alert line"
+        " (more than 10 in 1 min); run the security-incident procedure; 5xx "
+    )
+
+
+def test_attack_diagnosis_then_block(attack: Outputs) -> None:
+    assert attack.tables["diagnosis"].endswith(
+        "; then block abusive IP addresses, high confidence"
+    )
+
+
+def test_attack_security_first(attack: Outputs) -> None:
+    table = attack.tables["options"]
+    assert table["action"].tolist()[:2] == [
+        "run the security-incident procedure",
+        "block abusive IP addresses",
+    ]
+    assert table["rank"].tolist()[:2] == [1, 2]
+
+
+# A deployment history that cannot be read.
+
+
+@pytest.fixture
+def unread_history(service: Service, tmp_path: Path) -> Iterator[Outputs]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    incident_service(service, now)
+    del service.routes["/api/deployments"]
+    done = run_steps(service, tmp_path, now)
+    yield done
+    done.procedure.session.close()
+
+
+def test_unread_history_deploy_skipped(unread_history: Outputs) -> None:
+    deploy = check(unread_history, "deployment before the errors")
+    assert deploy.status == "skip"
+    assert deploy.summary == (
+        "the deployment history could not be read, so no deployment is lined up"
+        " with the start of the errors"
+    )
+
+
+def test_unread_history_not_a_pass(unread_history: Outputs) -> None:
+    changes = check(unread_history, "recent changes")
+    assert changes.status == "skip"
+    assert changes.summary.startswith(
+        "the deployment history could not be read: HTTP 404"
+    )
+
+
+def test_unread_history_table(unread_history: Outputs) -> None:
+    table = unread_history.tables["changes"]
+    assert isinstance(table, Nothing)
+    assert table.message.startswith("the deployment history could not be read")
+
+
+def test_unread_history_no_rollback(unread_history: Outputs) -> None:
+    # Rollback has no deployment to undo. Fix forward keeps only its code finding
+    # (40), because an unread history does not show that no deployment came first.
+    options = {option.key: option for option in unread_history.procedure.options}
+    assert options["rollback"].rank is None
+    assert options["fix"].score == 40

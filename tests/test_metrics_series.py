@@ -1,4 +1,5 @@
-"""Tests of veerunbook.metrics_series on scrapes built by hand and a loopback server."""
+"""Tests of veerunbook.metrics_series and metrics_sampling on scrapes built by hand
+and a loopback server."""
 
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ import pytest
 
 from veerunbook import metrics
 from veerunbook import session as vr_session
+from veerunbook.metrics_sampling import UNREACHABLE_RETRY_SECONDS
 from veerunbook.metrics_series import (
     SERIES_COLUMNS,
     Sample,
+    ScrapeResult,
     error_rate_series,
     intervals,
     sample_series,
     session_fetch,
     status_counts,
+    unreachable_line,
+    unreachable_reason,
     window_rate,
 )
 
@@ -63,12 +68,12 @@ class Fetcher:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self) -> tuple[metrics.Scrape | None, str | None]:
+    def __call__(self) -> ScrapeResult:
         text, at = SCRAPES[self.calls]
         self.calls += 1
         if text is None:
-            return None, "metrics scrape ERROR\n  127.0.0.1 refused the connection."
-        return metrics.parse_exposition(text, scraped_at=at), None
+            return ScrapeResult(None, "HTTP 503:\n  the exporter is restarting.")
+        return ScrapeResult(metrics.parse_exposition(text, scraped_at=at))
 
 
 @pytest.fixture
@@ -82,9 +87,7 @@ def test_series_scrape_count(series: list[Sample]) -> None:
 
 def test_series_keeps_failed_scrape(series: list[Sample]) -> None:
     assert series[2].scrape is None
-    assert series[2].problem == (
-        "metrics scrape ERROR 127.0.0.1 refused the connection."
-    )
+    assert series[2].problem == "HTTP 503: the exporter is restarting."
 
 
 def test_series_times_aware_utc(series: list[Sample]) -> None:
@@ -188,7 +191,9 @@ def test_window_rate_restart_flags(series: list[Sample]) -> None:
 
 
 def test_window_rate_needs_interval() -> None:
-    only = sample_series(lambda: (None, "down"), window_seconds=0, samples=1)
+    only = sample_series(
+        lambda: ScrapeResult(None, "HTTP 500: down"), window_seconds=0, samples=1
+    )
     assert window_rate(only) is None
 
 
@@ -203,7 +208,7 @@ def test_status_counts_single_reset() -> None:
     texts = [exposition(50, 40, 12, 1), exposition(50, 70, 3, 2)]
     scrapes = iter(texts)
     series = sample_series(
-        lambda: (metrics.parse_exposition(next(scrapes)), None),
+        lambda: ScrapeResult(metrics.parse_exposition(next(scrapes))),
         window_seconds=0,
         samples=1,
     )
@@ -212,7 +217,7 @@ def test_status_counts_single_reset() -> None:
 
 def test_scraped_at_filled_in() -> None:
     series = sample_series(
-        lambda: (metrics.parse_exposition(exposition(1, 1, 0, 0)), None),
+        lambda: ScrapeResult(metrics.parse_exposition(exposition(1, 1, 0, 0))),
         window_seconds=0,
         samples=1,
     )
@@ -250,7 +255,7 @@ def test_slow_scrape_shortens_wait() -> None:
     clock = FakeClock()
     fetcher = Fetcher()
 
-    def slow_fetch() -> tuple[metrics.Scrape | None, str | None]:
+    def slow_fetch() -> ScrapeResult:
         clock.now += 2.0
         return fetcher()
 
@@ -265,7 +270,7 @@ def test_long_wait_split_for_progress() -> None:
     clock = FakeClock()
     texts = iter([exposition(1, 1, 0, 0)] * 2)
     sample_series(
-        lambda: (metrics.parse_exposition(next(texts)), None),
+        lambda: ScrapeResult(metrics.parse_exposition(next(texts))),
         window_seconds=24,
         samples=1,
         sleep=clock.sleep,
@@ -295,7 +300,7 @@ def test_progress_at_most_every_five_seconds() -> None:
     lines: list[str] = []
     texts = iter([exposition(1, 1, 0, 0)] * 11)
     sample_series(
-        lambda: (metrics.parse_exposition(next(texts)), None),
+        lambda: ScrapeResult(metrics.parse_exposition(next(texts))),
         window_seconds=10,
         samples=10,
         progress=lines.append,
@@ -319,6 +324,155 @@ def test_window_must_not_be_negative() -> None:
         sample_series(Fetcher(), window_seconds=-1, samples=1)
 
 
+# A target that does not respond: one retry, then sampling stops.
+
+REFUSED = ScrapeResult(None, "127.0.0.1 refused the connection.", "connection refused")
+
+
+class Answers:
+    """Returns the given results in order, then successful scrapes."""
+
+    def __init__(self, *results: ScrapeResult) -> None:
+        self.results = list(results)
+        self.calls = 0
+
+    def __call__(self) -> ScrapeResult:
+        self.calls += 1
+        if self.results:
+            return self.results.pop(0)
+        return ScrapeResult(metrics.parse_exposition(exposition(1, 1, 0, 0)))
+
+
+def test_unreachable_stops_after_retry() -> None:
+    clock = FakeClock()
+    fetch = Answers(REFUSED, REFUSED)
+    series = sample_series(
+        fetch, window_seconds=30, samples=6, sleep=clock.sleep, clock=clock
+    )
+    assert fetch.calls == 2
+    assert len(series) == 2
+    assert clock.sleeps == [UNREACHABLE_RETRY_SECONDS]
+
+
+def test_unreachable_reason_of_series() -> None:
+    series = sample_series(Answers(REFUSED, REFUSED), window_seconds=0, samples=6)
+    assert unreachable_reason(series) == "connection refused"
+
+
+def test_unreachable_progress() -> None:
+    lines: list[str] = []
+    clock = FakeClock()
+    sample_series(
+        Answers(REFUSED, REFUSED),
+        window_seconds=30,
+        samples=6,
+        progress=lines.append,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert lines == [
+        "the first scrape got no response (connection refused); retrying once in 3 s",
+        "2 scrapes done, 2 failed; sampling stopped because the target did not"
+        " answer: connection refused",
+    ]
+
+
+def test_retry_success_continues() -> None:
+    # Refused at t=0 and a response at t=3. Scrapes are due every 5 s until t=20.
+    clock = FakeClock()
+    series = sample_series(
+        Answers(REFUSED), window_seconds=20, samples=4, sleep=clock.sleep, clock=clock
+    )
+    assert len(series) == 6
+    assert clock.sleeps == [3.0, 2.0, 5.0, 5.0, 5.0]
+    assert unreachable_reason(series) is None
+
+
+def test_retry_skips_passed_scrapes() -> None:
+    # Scrapes due every 1 s until t=4; those due at t=1 and t=2 passed during the
+    # retry at t=3, so the series is: refused, retry, t=3, t=4.
+    clock = FakeClock()
+    series = sample_series(
+        Answers(REFUSED), window_seconds=4, samples=4, sleep=clock.sleep, clock=clock
+    )
+    assert len(series) == 4
+    assert clock.sleeps == [3.0, 1.0]
+
+
+def test_http_error_not_retried() -> None:
+    # A 503 is a response, so the window is sampled as planned.
+    clock = FakeClock()
+    fetch = Answers(ScrapeResult(None, "HTTP 503: restarting"))
+    series = sample_series(
+        fetch, window_seconds=20, samples=4, sleep=clock.sleep, clock=clock
+    )
+    assert len(series) == 5
+    assert clock.sleeps == [5.0, 5.0, 5.0, 5.0]
+    assert unreachable_reason(series) is None
+
+
+def test_later_refusal_keeps_sampling() -> None:
+    fetch = Answers(ScrapeResult(metrics.parse_exposition("")), REFUSED, REFUSED)
+    series = sample_series(fetch, window_seconds=0, samples=4)
+    assert len(series) == 5
+    assert unreachable_reason(series) is None
+
+
+def test_unreachable_line() -> None:
+    assert unreachable_line("connection refused", "http://127.0.0.1:9") == (
+        "target unreachable: connection refused at http://127.0.0.1:9"
+        " (every request failed); check that the service is running, then run"
+        " triage"
+    )
+
+
+# Series that appear within the window.
+
+NEW_SERIES = [
+    # Only /api/a 200 before the window.
+    "# TYPE http_requests_total counter\n"
+    'http_requests_total{method="GET",endpoint="/api/a",status_code="200"} 10\n',
+    # Then /api/a 500 and /api/b 200 appear.
+    "# TYPE http_requests_total counter\n"
+    'http_requests_total{method="GET",endpoint="/api/a",status_code="200"} 12\n'
+    'http_requests_total{method="GET",endpoint="/api/a",status_code="500"} 1\n'
+    'http_requests_total{method="GET",endpoint="/api/b",status_code="200"} 4\n',
+]
+
+
+def new_series() -> list[Sample]:
+    texts = iter(NEW_SERIES)
+    return sample_series(
+        lambda: ScrapeResult(metrics.parse_exposition(next(texts))),
+        window_seconds=0,
+        samples=1,
+    )
+
+
+def test_new_series_counted() -> None:
+    # 2 + 1 + 4 = 7 requests, all of the new series counted.
+    window = window_rate(new_series())
+    assert window is not None
+    assert window.requests == 7.0
+
+
+def test_new_series_window_note() -> None:
+    window = window_rate(new_series())
+    assert window is not None
+    assert window.notes == [
+        "2 route and status combinations had no requests before the window;"
+        " all their requests count."
+    ]
+
+
+def test_new_series_interval_note() -> None:
+    notes = error_rate_series(new_series())["notes"].tolist()
+    assert notes == [
+        "2 route and status combinations had no requests before the interval;"
+        " all their requests count."
+    ]
+
+
 # session_fetch against a real metrics endpoint on loopback.
 
 METRICS_TEXT = exposition(50, 9, 1, 2)
@@ -326,6 +480,9 @@ METRICS_TEXT = exposition(50, 9, 1, 2)
 
 class MetricsHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path == "/broken":
+            self.send_error(503, "restarting")
+            return
         body = METRICS_TEXT.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -359,12 +516,13 @@ def closed_port_url() -> str:
 def test_session_fetch_parses(metrics_url: str, tmp_path: Path) -> None:
     session = vr_session.begin("series-test", target=metrics_url, archive=str(tmp_path))
     try:
-        scrape, problem = session_fetch(session)()
+        result = session_fetch(session)()
     finally:
         session.close()
-    assert problem is None
-    assert scrape is not None
-    assert metrics.gauge(scrape, "process_start_time_seconds") == 50.0
+    assert result.problem is None
+    assert result.unreachable is None
+    assert result.scrape is not None
+    assert metrics.gauge(result.scrape, "process_start_time_seconds") == 50.0
 
 
 def test_session_fetch_records_probe(metrics_url: str, tmp_path: Path) -> None:
@@ -382,9 +540,40 @@ def test_session_fetch_refused(tmp_path: Path) -> None:
     url = closed_port_url()
     session = vr_session.begin("series-test", target=url, archive=str(tmp_path))
     try:
-        scrape, problem = session_fetch(session)()
+        result = session_fetch(session)()
     finally:
         session.close()
-    assert scrape is None
-    assert problem is not None
-    assert "refused" in problem
+    assert result.scrape is None
+    assert result.unreachable == "connection refused"
+    assert result.problem == "127.0.0.1 refused the connection."
+
+
+def test_session_fetch_http_error(metrics_url: str, tmp_path: Path) -> None:
+    session = vr_session.begin("series-test", target=metrics_url, archive=str(tmp_path))
+    try:
+        result = session_fetch(session, "/broken", record=False)()
+    finally:
+        session.close()
+    assert result.scrape is None
+    assert result.unreachable is None
+    assert result.problem is not None
+    assert result.problem.startswith("HTTP 503: ")
+
+
+def test_refused_target_sampled_briefly(tmp_path: Path) -> None:
+    url = closed_port_url()
+    clock = FakeClock()
+    session = vr_session.begin("series-test", target=url, archive=str(tmp_path))
+    try:
+        series = sample_series(
+            session_fetch(session, record=False),
+            window_seconds=30,
+            samples=6,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    finally:
+        session.close()
+    assert len(series) == 2
+    assert clock.sleeps == [UNREACHABLE_RETRY_SECONDS]
+    assert unreachable_reason(series) == "connection refused"

@@ -63,13 +63,13 @@ def test_error_rate_boundaries(
 def test_error_rate_short_window_note() -> None:
     reason = classified(error_rate=0.06, window_seconds=119.0).reasons[0]
     assert reason.evidence == (
-        "6.00% of user requests answered 5xx; the 119 s window cannot confirm 2 minutes"
+        "6.00 % of user requests answered 5xx; the 119 s window cannot confirm 2 minutes"
     )
 
 
 def test_error_rate_evidence() -> None:
     reason = classified(error_rate=0.625).reasons[0]
-    assert reason.evidence == "62.50% of user requests answered 5xx"
+    assert reason.evidence == "62.50 % of user requests answered 5xx"
 
 
 # Thresholds of the alert section: (signals, class or None, rule).
@@ -108,7 +108,7 @@ def test_blocked_evidence() -> None:
 
 
 def test_pool_evidence() -> None:
-    assert classified(pool_utilisation=0.92).reasons[0].evidence == "92% in use"
+    assert classified(pool_utilisation=0.92).reasons[0].evidence == "92 % in use"
 
 
 # Facts that meet a class definition: (signals, class, rule).

@@ -3,48 +3,47 @@
 Each method of ``HighErrorRate`` is one step of the runbook's response to a 5xx rate
 above 5 %. It journals what it checked and keeps the facts that ``recovery_options``
 ranks the runbook's recovery actions by. A step that cannot reach its endpoint
-records an ``error`` check and leaves its facts unknown. It never stops the
+records an ``error`` check and leaves its facts unknown. When no metrics scrape
+gets a response at all, that is one ``error`` check, and every later step that
+needs the target records a ``skip`` with the same reason. No step stops the
 procedure, and nothing here changes the target.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from veerunbook import metrics, metrics_series
-from veerunbook.changes import Change, recent_changes
-from veerunbook.errorrate_checks import (
-    check_error_rate,
-    check_resources,
-    check_scrapes,
-    check_security,
-    diagnosis,
-)
+from veerunbook.changes import ChangeHistory, read_changes
+from veerunbook.errorrate_checks import check_error_rate, check_resources, check_scrapes
+from veerunbook.errorrate_diagnosis import diagnosis
 from veerunbook.errorrate_evidence import (
     DeployAlignment,
     ErrorStart,
     align_deploys,
-    error_kind,
     error_start,
-    error_type,
-    failed_logins_since,
-    new_signatures,
-    release_in_stack,
 )
-from veerunbook.errorrate_recovery import Evidence, RecoveryOption, rank_recovery
+from veerunbook.errorrate_logs import read_error_logs
+from veerunbook.errorrate_options import Evidence, RecoveryOption, collect_evidence
+from veerunbook.errorrate_recovery import rank_recovery
 from veerunbook.errorrate_resources import Resources, read_resources
+from veerunbook.errorrate_security import (
+    BreachEvent,
+    breach_events,
+    check_security,
+    failed_logins_since,
+)
 from veerunbook.errorrate_tables import (
     change_rows,
-    group_rows,
     resource_rows,
     route_rows,
     security_rows,
 )
-from veerunbook.logs import ErrorGroup, group_errors, normalise_entries, parse_log_text
+from veerunbook.logs import ErrorGroup
+from veerunbook.redact import mask_url
 from veerunbook.security import SecuritySummary, summarise_security
 from veerunbook.session import Session
 from veerunbook.triage_tables import Nothing
@@ -52,8 +51,6 @@ from veerunbook.triage_tables import Nothing
 if TYPE_CHECKING:
     import pandas as pd
 
-# Entries requested from the log endpoint. The demo serves at most 1000 per request.
-LOG_LIMIT = 1000
 # Events requested from the security audit endpoint, for failed-login counts.
 AUDIT_LIMIT = 1000
 
@@ -63,6 +60,7 @@ class HighErrorRate:
     """State of one high-error-rate run, filled in step by step."""
 
     session: Session
+    unreachable: str | None = None
     error_groups: list[ErrorGroup] = field(default_factory=list)
     logs_read: bool = False
     logs_truncated: bool = False
@@ -74,41 +72,11 @@ class HighErrorRate:
     security: SecuritySummary | None = None
     failed_logins_minute: int | None = None
     failed_login_sources: int = 0
-    changes: list[Change] | None = None
+    breaches: list[BreachEvent] = field(default_factory=list)
+    history: ChangeHistory | None = None
     start: ErrorStart | None = None
     alignment: DeployAlignment | None = None
     options: list[RecoveryOption] = field(default_factory=list)
-
-    # Step 3: error logs, grouped. Read after the window, so that they cover it.
-    def read_error_logs(self, minutes: int = 60) -> pd.DataFrame | Nothing:
-        """Read the error logs of the last ``minutes`` and group them by fingerprint."""
-        query = f"level=error&last={minutes}m&limit={LOG_LIMIT}"
-        result = self.session.probe(
-            "logs", name="error logs", expect="text", query=query
-        )
-        if result.status not in ("pass", "warn"):
-            return Nothing(f"error logs could not be read: {result.summary()}")
-        entries = _entries_of(result.json)
-        if isinstance(entries, list):
-            records = normalise_entries(entries)
-            self.logs_truncated = len(entries) >= _limit_of(result.json)
-        else:
-            records = parse_log_text(result.text, source="error logs").records
-        self.logs_read = True
-        self.error_groups = group_errors(records)
-        total = sum(group.count for group in self.error_groups)
-        cut = " (the endpoint's limit was reached, so older entries may be missing)"
-        self.session.run.check(
-            "error log entries",
-            "warn" if total else "pass",
-            observed=total,
-            unit="entries",
-            expected=f"none in the last {minutes} min",
-            evidence=[group.to_dict() for group in self.error_groups[:10]],
-            summary=f"{total} errors in {len(self.error_groups)} groups"
-            + (cut if self.logs_truncated else ""),
-        )
-        return group_rows(self.error_groups)
 
     # Step 2: 5xx rate over the window.
     def sample_error_rate(
@@ -122,6 +90,9 @@ class HighErrorRate:
         self.series = metrics_series.sample_series(
             fetch, window_seconds=window_seconds, samples=samples, progress=progress
         )
+        reason = metrics_series.unreachable_reason(self.series)
+        if reason is not None:
+            return self._record_unreachable(reason)
         check_scrapes(self.session.run, self.series)
         self.window = metrics_series.window_rate(self.series)
         if self.window is None:
@@ -132,28 +103,60 @@ class HighErrorRate:
         check_error_rate(self.session.run, self.window)
         return route_rows(self.window)
 
+    def _record_unreachable(self, reason: str) -> Nothing:
+        url = self.session.redactor.mask(mask_url(self.session.target.base_url or ""))
+        self.unreachable = metrics_series.unreachable_line(reason, url)
+        self.session.run.check(
+            "target reachability",
+            "error",
+            observed=0,
+            unit="responses",
+            expected="a response to the metrics scrape",
+            evidence=[
+                {"at": sample.at.isoformat(), "problem": sample.problem}
+                for sample in self.series
+            ],
+            summary=self.unreachable,
+        )
+        return Nothing(self.unreachable)
+
+    def _skip_unreachable(self, name: str) -> Nothing | None:
+        """Record a skip for a step that needs the target, if it is unreachable."""
+        if self.unreachable is None:
+            return None
+        self.session.run.check(name, "skip", summary=self.unreachable)
+        return Nothing(self.unreachable)
+
     def error_rate_over_time(self) -> pd.DataFrame | Nothing:
         """Tabulate the user 5xx rate of each interval, in percent."""
+        if self.unreachable is not None:
+            return Nothing(self.unreachable)
         rates = metrics_series.error_rate_series(self.series)
         if rates.empty:
             return Nothing("no interval between two successful scrapes")
-        table = rates.assign(**{"5xx %": (rates["rate"] * 100).round(2)})
-        columns = ["end", "seconds", "requests", "5xx", "5xx %", "probe requests"]
+        table = rates.assign(**{"5xx (%)": (rates["rate"] * 100).round(2)})
+        columns = ["end", "seconds", "requests", "5xx", "5xx (%)", "probe requests"]
         return table[[*columns, "probe 5xx", "partial"]]
-
-    def plot_error_rate(self) -> Any:
-        """Plot the user 5xx rate over the window with the P0 and P1 alert lines."""
-        from veerunbook.errorrate_plots import plot_error_rate
-
-        return plot_error_rate(metrics_series.error_rate_series(self.series))
 
     def series_scrapes(self) -> list[metrics.Scrape]:
         """Return the successful scrapes of the series, in time order."""
         return [sample.scrape for sample in self.series if sample.scrape is not None]
 
+    # Step 3: error logs, grouped. Read after the window, so that they cover it.
+    def read_error_logs(self, minutes: int = 60) -> pd.DataFrame | Nothing:
+        """Read the error logs of the last ``minutes`` and group them by fingerprint."""
+        if (skipped := self._skip_unreachable("error logs")) is not None:
+            return skipped
+        logs, table = read_error_logs(self.session, minutes)
+        self.error_groups = logs.groups
+        self.logs_read, self.logs_truncated = logs.read, logs.truncated
+        return table
+
     # Step 4: resource usage.
     def resource_usage(self) -> pd.DataFrame | Nothing:
         """Read memory, pool, CPU and event loop lag from the scrapes."""
+        if (skipped := self._skip_unreachable("resources")) is not None:
+            return skipped
         scrapes = self.series_scrapes()
         if not scrapes:
             self.session.run.check("resources", "skip", summary="no metrics scrape")
@@ -162,9 +165,11 @@ class HighErrorRate:
         check_resources(self.session.run, self.resources)
         return resource_rows(self.resources)
 
-    # Step 5: rate limiting and blocked addresses.
+    # Step 5: breach signs, rate limiting and blocked addresses.
     def rate_limiting(self) -> pd.DataFrame | Nothing:
-        """Read the rate limiter, blocked IPs and failed logins from the audit."""
+        """Read breach signs, the rate limiter, blocked IPs and failed logins."""
+        if (skipped := self._skip_unreachable("security audit")) is not None:
+            return skipped
         result = self.session.probe(
             "audit_security",
             name="security audit",
@@ -175,27 +180,34 @@ class HighErrorRate:
             return Nothing(f"the security audit could not be read: {result.summary()}")
         now = datetime.now(UTC)
         self.security = summarise_security(result.json, now)
-        self.failed_logins_minute, self.failed_login_sources = failed_logins_since(
-            result.json, now - timedelta(minutes=1)
-        )
-        check_security(self.session.run, self.security, self.failed_logins_minute)
-        return security_rows(
-            self.security, self.failed_logins_minute, self.failed_login_sources
-        )
+        self.breaches = breach_events(result.json)
+        logins = failed_logins_since(result.json, now - timedelta(minutes=1))
+        self.failed_logins_minute, self.failed_login_sources = logins
+        check_security(self.session.run, self.security, self.breaches, logins)
+        return security_rows(self.security, self.breaches, *logins)
 
     # Step 6: deployments against the start of the errors.
     def deployments(
         self, hours: float = 6.0, window_minutes: float = 60.0
     ) -> pd.DataFrame | Nothing:
         """List recent changes and find the last deployment before the errors."""
-        self.changes = recent_changes(self.session, hours)
+        if (skipped := self._skip_unreachable("recent changes")) is not None:
+            return skipped
+        self.history = read_changes(self.session, hours)
         self.start = error_start(
             self.error_groups, self.series, logs_truncated=self.logs_truncated
         )
-        self.alignment = align_deploys(self.changes, self.start.at, window_minutes)
+        self.alignment = align_deploys(
+            self.history.changes,
+            self.start.at,
+            window_minutes,
+            history_read=self.history.deployments_read,
+        )
         alignment = self.alignment
-        status = "skip" if alignment.start is None else "pass"
-        if alignment.within_window:
+        status = "pass"
+        if alignment.start is None or not alignment.history_read:
+            status = "skip"
+        elif alignment.within_window:
             status = "warn"
         caveat = self.start.caveat
         summary = alignment.reason + (f"; {caveat}" if caveat else "")
@@ -209,9 +221,24 @@ class HighErrorRate:
             summary=summary,
         )
         print(summary)
-        return change_rows(self.changes, alignment)
+        return change_rows(self.history.changes, alignment, self.history.describe())
 
-    # Step 7: recovery options.
+    # Step 7: the rate over time, with the deployments.
+    def plot_error_rate(self) -> Any:
+        """Plot the user 5xx rate over the window with the alert lines and deploys."""
+        from veerunbook.errorrate_plots import plot_error_rate
+
+        if self.unreachable is not None:
+            print(f"nothing to plot: {self.unreachable}")
+            return None
+        done = [sample for sample in self.series if sample.scrape is not None]
+        return plot_error_rate(
+            metrics_series.error_rate_series(self.series),
+            start=done[0].at if done else None,
+            deployments=self.history.changes if self.history else [],
+        )
+
+    # Step 8: recovery options.
     def recovery_options(self) -> pd.DataFrame:
         """Rank the runbook's recovery actions by the evidence, performing none."""
         import pandas as pd
@@ -222,12 +249,14 @@ class HighErrorRate:
             text = "recovery options ranked: " + ", ".join(
                 f"{option.rank}. {option.action} ({option.score})" for option in ranked
             )
+        elif self.unreachable is not None:
+            text = f"no recovery option ranked: {self.unreachable}"
         elif self.window is None and not self.logs_read:
             text = "no recovery option ranked: the metrics and error logs are unread"
         else:
             text = "no recovery needed: no finding supports any recovery action"
         self.session.run.note(
-            text, options=[option.to_dict() for option in self.options]
+            text, recovery_options=[option.to_dict() for option in self.options]
         )
         print(text)
         table = pd.DataFrame([option.to_row() for option in self.options])
@@ -235,36 +264,13 @@ class HighErrorRate:
 
     def evidence(self) -> Evidence:
         """Collect the findings of every step that ran into ranking evidence."""
-        kinds: Counter[str] = Counter()
-        types: Counter[str] = Counter()
-        for group in self.error_groups:
-            kind = error_kind(group)
-            kinds[kind] += group.count
-            if kind == "code":
-                types[error_type(group) or "Error"] += group.count
-        alignment = self.alignment or align_deploys([], None, 0.0)
-        window, lifetime = self.window, self.lifetime
-        return Evidence(
-            error_rate=window.rate if window else None,
-            requests_per_second=_per_second(window),
-            baseline_per_second=_per_second(lifetime),
-            statuses=dict(self.statuses),
-            error_kinds=dict(kinds),
-            code_error_types=[name for name, _ in types.most_common()],
-            new_signatures=new_signatures(self.error_groups, alignment),
-            release_in_stack=release_in_stack(self.error_groups, alignment),
-            deploy=self.alignment,
-            resources=self.resources,
-            security=self.security,
-            failed_logins_minute=self.failed_logins_minute,
-            failed_login_sources=self.failed_login_sources,
-        )
+        return collect_evidence(self)
 
-    # Step 8: diagnosis and summary.
+    # Step 9: diagnosis and summary.
     def diagnose(self) -> str:
         """Return the diagnosis in one line and journal it."""
         text = diagnosis(self)
-        self.session.run.note(f"diagnosis: {text}")
+        self.session.run.note(f"diagnosis: {text}", diagnosis=text)
         return text
 
     def summary(self) -> pd.DataFrame:
@@ -276,24 +282,3 @@ class HighErrorRate:
         checks = checks.assign(_order=checks["status"].map(order))
         checks = checks.sort_values(["_order", "time"]).drop(columns="_order")
         return checks.reset_index(drop=True)
-
-
-def _entries_of(body: Any) -> Any:
-    """Return the entry list of a log endpoint's body (a list, or under a key)."""
-    if isinstance(body, dict):
-        for key in ("logs", "entries", "items", "data"):
-            if isinstance(body.get(key), list):
-                return body[key]
-    return body
-
-
-def _limit_of(body: Any) -> int:
-    """Return the entry limit the log endpoint applied, or the one requested."""
-    limit = body.get("limit") if isinstance(body, dict) else None
-    return limit if isinstance(limit, int) and limit > 0 else LOG_LIMIT
-
-
-def _per_second(rate: metrics.ErrorRate | None) -> float | None:
-    if rate is None or not rate.window_seconds:
-        return None
-    return rate.requests / rate.window_seconds

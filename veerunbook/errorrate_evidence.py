@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from veerunbook.changes import Change, parse_time
+from veerunbook.changes import Change
 from veerunbook.logs import ErrorGroup
 from veerunbook.metrics_series import Sample, interval_rate, intervals
 
@@ -155,6 +155,7 @@ class DeployAlignment:
     within_window: bool
     window_minutes: float
     reason: str
+    history_read: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,16 +165,22 @@ class DeployAlignment:
             "within_window": self.within_window,
             "window_minutes": self.window_minutes,
             "reason": self.reason,
+            "history_read": self.history_read,
         }
 
 
 def align_deploys(
-    changes: list[Change], start: datetime | None, window_minutes: float
+    changes: list[Change],
+    start: datetime | None,
+    window_minutes: float,
+    *,
+    history_read: bool = True,
 ) -> DeployAlignment:
     """Find the last deployment before ``start`` and whether it is recent enough.
 
     Commits are not deployments and are left out. A deployment up to 5 seconds
-    after ``start`` counts as preceding it, for clock differences.
+    after ``start`` counts as preceding it, for clock differences. Without
+    ``history_read``, a missing deployment is unknown rather than absent.
     """
     if start is None:
         reason = (
@@ -187,6 +194,14 @@ def align_deploys(
         for change in changes
         if change.kind == "deployment" and change.time and change.time <= cutoff
     ]
+    if not deploys and not history_read:
+        reason = (
+            "the deployment history could not be read, so no deployment is lined up"
+            " with the start of the errors"
+        )
+        return DeployAlignment(
+            start, None, None, False, window_minutes, reason, history_read=False
+        )
     if not deploys:
         reason = "no deployment in the lookback before the errors started"
         return DeployAlignment(start, None, None, False, window_minutes, reason)
@@ -230,29 +245,6 @@ def release_in_stack(groups: list[ErrorGroup], alignment: DeployAlignment) -> bo
         return False
     pattern = re.compile(rf"(?<![\w.]){re.escape(deployment.version)}(?![\w])")
     return any(pattern.search(group.sample) for group in dominant_groups(groups))
-
-
-def failed_logins_since(body: Any, since: datetime) -> tuple[int, int]:
-    """Count ``failed_login`` events at or after ``since`` and their source addresses.
-
-    ``body`` is the security audit response. Events without a valid time are left
-    out, so the counts are lower bounds.
-    """
-    events = body.get("events") if isinstance(body, dict) else None
-    if not isinstance(events, list):
-        return 0, 0
-    sources: set[str] = set()
-    count = 0
-    for event in events:
-        if not isinstance(event, dict) or event.get("type") != "failed_login":
-            continue
-        when = parse_time(event.get("time"))
-        if when is None or when < since:
-            continue
-        count += 1
-        if isinstance(event.get("ip"), str):
-            sources.add(event["ip"])
-    return count, len(sources)
 
 
 def _duration(minutes: float) -> str:

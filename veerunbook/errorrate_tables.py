@@ -23,6 +23,7 @@ from veerunbook.triage_tables import Nothing, frame
 if TYPE_CHECKING:
     import pandas as pd
 
+    from veerunbook.errorrate_security import BreachEvent
     from veerunbook.security import SecuritySummary
 
 
@@ -74,7 +75,7 @@ def _row(traffic: str, route: str, requests: float, errors: float) -> dict[str, 
         "route": route,
         "requests": requests,
         "5xx": errors,
-        "5xx %": share,
+        "5xx (%)": share,
     }
 
 
@@ -87,7 +88,7 @@ def resource_rows(resources: Resources) -> pd.DataFrame | Nothing:
                 "heap used / heap limit",
                 resources.heap_fraction * 100,
                 "%",
-                "85 (warning alert)",
+                "85 % (warning alert line)",
             )
         )
     if resources.resident_bytes is not None:
@@ -101,7 +102,7 @@ def resource_rows(resources: Resources) -> pd.DataFrame | Nothing:
                 "connection pool in use",
                 pool.utilisation * 100,
                 "%",
-                "80 (information alert)",
+                "80 % (information alert line)",
             )
         )
     if pool is not None and pool.waiting is not None:
@@ -111,11 +112,14 @@ def resource_rows(resources: Resources) -> pd.DataFrame | Nothing:
             )
         )
     if resources.cpu_cores is not None:
-        rows.append(_resource("CPU", resources.cpu_cores, "cores", "0.9"))
+        rows.append(_resource("CPU", resources.cpu_cores, "cores", "0.9 cores"))
     if resources.event_loop_lag_seconds is not None:
         rows.append(
             _resource(
-                "event loop lag", resources.event_loop_lag_seconds * 1000, "ms", "100"
+                "event loop lag",
+                resources.event_loop_lag_seconds * 1000,
+                "ms",
+                "100 ms",
             )
         )
     return frame(rows, "the metrics export no memory, pool, CPU or event loop figures")
@@ -126,9 +130,12 @@ def _resource(name: str, value: float, unit: str, limit: str) -> dict[str, Any]:
 
 
 def security_rows(
-    summary: SecuritySummary, failed_logins: int, sources: int
+    summary: SecuritySummary,
+    breaches: list[BreachEvent],
+    failed_logins: int,
+    sources: int,
 ) -> pd.DataFrame:
-    """Tabulate the rate limiter, blocked addresses and failed logins."""
+    """Tabulate breach signs, the rate limiter, blocked addresses and logins."""
     import pandas as pd
 
     limits = summary.rate_limiting
@@ -136,7 +143,12 @@ def security_rows(
     state = "unknown"
     if enabled is not None:
         state = "on" if enabled else "off"
+    signs = [
+        event.describe() + (f": {event.detail}" if event.detail else "")
+        for event in breaches[:3]
+    ]
     rows = [
+        ("breach signs", "; ".join(signs) or "none"),
         ("rate limiter", state),
         ("limit", _limit(limits)),
         ("limiter hits", limits.get("hits", "unknown")),
@@ -145,7 +157,6 @@ def security_rows(
         ("failed logins in the last minute", failed_logins),
         ("their source addresses", sources),
         ("high-severity events", summary.high_events),
-        ("breach signs", ", ".join(summary.breach_indicators[:3]) or "none"),
     ]
     return pd.DataFrame(
         [(name, str(value)) for name, value in rows], columns=["item", "value"]
@@ -160,9 +171,12 @@ def _limit(limits: dict[str, Any]) -> str:
 
 
 def change_rows(
-    changes: list[Change], alignment: DeployAlignment
+    changes: list[Change], alignment: DeployAlignment, empty: str
 ) -> pd.DataFrame | Nothing:
-    """Tabulate the changes with their minutes before the start of the errors."""
+    """Tabulate the changes with their minutes before the start of the errors.
+
+    ``empty`` is the reason shown when there is no change.
+    """
     rows = []
     for change in changes:
         row = change.to_row()
@@ -170,7 +184,7 @@ def change_rows(
         minutes = None
         if start is not None and change.time is not None:
             minutes = round((start - change.time).total_seconds() / 60, 1)
-        row["min before errors"] = minutes
-        row["last before errors"] = change is alignment.deployment
+        row["before the errors (min)"] = minutes
+        row["last before the errors"] = change is alignment.deployment
         rows.append(row)
-    return frame(rows, "no deployment or commit in the lookback")
+    return frame(rows, empty)

@@ -18,6 +18,7 @@ from veerunbook.metrics_window import (
     open_window,
     series_key,
 )
+from veerunbook.text import counted
 
 
 @dataclass
@@ -88,6 +89,11 @@ class ErrorRate:
         data["rate"] = self.rate
         data["routes"] = [item.to_dict() for item in self.routes]
         return dict(json_safe(data))
+
+
+# The end of the note on series that had no requests before the window; the
+# series sampler replaces these per-interval notes with one for its whole window.
+NEW_SERIES_NOTE = "no requests before the window; all their requests count."
 
 
 def error_rate(
@@ -194,10 +200,10 @@ def _series_notes(
                 f" later one and {verbs[1]} as 0."
             )
         if created:
-            verbs = ("appears", "counts") if created == 1 else ("appear", "count")
+            verb = "has" if created == 1 else "have"
             notes.append(
-                f"{created} series {verbs[0]} only in the later scrape and"
-                f" {verbs[1]} fully."
+                f"{counted(created, 'route and status combination')} {verb}"
+                f" {NEW_SERIES_NOTE}"
             )
     if any(_status(sample.labels) is None for sample in after.find(metric)):
         notes.append(f"some {metric} series have no status label and count as non-5xx.")

@@ -1,24 +1,29 @@
 """A series of metrics scrapes over a window, and the 5xx rate per interval.
 
-``sample_series`` scrapes ``samples + 1`` times, evenly spread over the window, and
-keeps failed scrapes in the series so that gaps stay visible. ``intervals`` pairs the
-consecutive successful scrapes, and ``error_rate_series`` computes each pair's error
-rate with :func:`veerunbook.metrics.error_rate`, which handles counter resets and
-process restarts.
+``intervals`` pairs the consecutive successful scrapes of a series that
+:func:`veerunbook.metrics_sampling.sample_series` took, and ``error_rate_series``
+computes each pair's error rate with :func:`veerunbook.metrics.error_rate`, which
+handles counter resets and process restarts. ``window_rate`` adds the intervals up.
+The sampling names are re-exported here for the procedures that import them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from veerunbook import metrics
+from veerunbook.metrics_error_rate import NEW_SERIES_NOTE
+from veerunbook.metrics_sampling import (
+    Fetch,
+    Sample,
+    ScrapeResult,
+    sample_series,
+    session_fetch,
+    unreachable_line,
+    unreachable_reason,
+)
 from veerunbook.metrics_window import (
     ROUTE_LABELS,
     STATUS_LABELS,
@@ -33,13 +38,22 @@ from veerunbook.metrics_window import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from veerunbook.session import Session
+__all__ = [
+    "SERIES_COLUMNS",
+    "Fetch",
+    "Sample",
+    "ScrapeResult",
+    "error_rate_series",
+    "interval_rate",
+    "intervals",
+    "sample_series",
+    "session_fetch",
+    "status_counts",
+    "unreachable_line",
+    "unreachable_reason",
+    "window_rate",
+]
 
-Fetch = Callable[[], tuple[metrics.Scrape | None, str | None]]
-
-# Progress is printed about once per this many seconds of the window.
-PROGRESS_EVERY_SECONDS = 5.0
-_PROBLEM_CHARS = 300
 
 SERIES_COLUMNS = (
     "end",
@@ -52,94 +66,6 @@ SERIES_COLUMNS = (
     "partial",
     "notes",
 )
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One scrape of a series: when it finished, and the scrape or why it failed."""
-
-    at: datetime  # aware UTC, when the scrape finished
-    scrape: metrics.Scrape | None  # None when the scrape failed
-    problem: str | None  # why it failed (masked, one line), else None
-
-
-def sample_series(
-    fetch: Fetch,
-    *,
-    window_seconds: float,
-    samples: int,
-    progress: Callable[[str], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[Sample]:
-    """Scrape ``samples + 1`` times, evenly spread over ``window_seconds``.
-
-    The first scrape is at t=0 and the last at about ``window_seconds``. ``fetch``
-    returns a scrape, or None and why it failed, and must never raise for a failing
-    target. It must mask secrets in that reason itself. A failed scrape is kept as a
-    ``Sample`` whose ``scrape`` is None. ``sleep`` and ``clock`` (seconds, monotonic)
-    are replaceable for tests. Raises ValueError when ``samples`` < 1 or the window
-    is negative.
-    """
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1, not {samples}.")
-    if window_seconds < 0:
-        raise ValueError(f"window_seconds must not be negative, not {window_seconds}.")
-    step = window_seconds / samples
-    start = clock()
-    report = _Reporter(progress, samples + 1)
-    series = [_take(fetch)]
-    for index in range(1, samples + 1):
-        # Scrape i is due at start + i * step. The wait is planned once per scrape
-        # and slept in pieces, so progress shows and an injected sleep terminates.
-        delay = start + index * step - clock()
-        while delay > 0:
-            report(index + 1, window_seconds - index * step + delay)
-            piece = min(PROGRESS_EVERY_SECONDS, delay)
-            sleep(piece)
-            delay -= piece
-        series.append(_take(fetch))
-    if progress is not None:
-        failed = sum(sample.scrape is None for sample in series)
-        progress(f"{len(series)} scrapes done, {failed} failed")
-    return series
-
-
-class _Reporter:
-    """Report the window time left, at most once per ``PROGRESS_EVERY_SECONDS``."""
-
-    def __init__(self, progress: Callable[[str], None] | None, total: int) -> None:
-        self._progress = progress
-        self._total = total
-        self._last: float | None = None
-
-    def __call__(self, scrape: int, left: float) -> None:
-        if self._progress is None:
-            return
-        if self._last is not None and self._last - left < PROGRESS_EVERY_SECONDS:
-            return
-        self._last = left
-        self._progress(
-            f"sampling metrics: scrape {scrape} of {self._total} next,"
-            f" {left:.0f} s of the window left"
-        )
-
-
-def _take(fetch: Fetch) -> Sample:
-    scrape, problem = fetch()
-    at = datetime.now(UTC)
-    if scrape is None:
-        return Sample(at, None, _one_line(problem or "the scrape failed"))
-    if scrape.scraped_at is None:
-        scrape = dataclasses.replace(scrape, scraped_at=at.timestamp())
-    return Sample(at, scrape, None)
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    if len(line) > _PROBLEM_CHARS:
-        line = line[: _PROBLEM_CHARS - 3] + "..."
-    return line
 
 
 def intervals(series: list[Sample]) -> list[tuple[Sample, Sample]]:
@@ -204,7 +130,9 @@ def _interval_row(
         "probe requests": rate.probe_requests,
         "probe 5xx": rate.probe_errors,
         "partial": rate.partial,
-        "notes": " ".join(rate.notes),
+        "notes": " ".join(
+            _plain_notes(rate.notes, [before, after], metric, "interval")
+        ),
     }
 
 
@@ -236,6 +164,7 @@ def window_rate(
             entry.errors += item.errors
     seconds = [rate.window_seconds for rate in rates]
     notes = list(dict.fromkeys(note for rate in rates for note in rate.notes))
+    notes = _plain_notes(notes, series, metric, "window")
     return metrics.ErrorRate(
         metric=metric,
         requests=sum(rate.requests for rate in rates),
@@ -287,22 +216,34 @@ def status_counts(
     return dict(sorted(counts.items()))
 
 
-def session_fetch(
-    session: Session, endpoint: str = "metrics", *, record: bool = True
-) -> Fetch:
-    """Return a ``fetch`` for ``sample_series`` that scrapes the session's target.
+def _plain_notes(
+    notes: list[str], series: list[Sample], metric: str, scope: str
+) -> list[str]:
+    """Replace the notes on new series with one count of new route and status pairs.
 
-    With ``record``, each scrape is journalled as a probe check. A scrape that fails
-    (no response, not HTTP 200) returns the probe's one-line summary, which the
-    probe has masked.
+    A series of ``metric`` that is missing from the first successful scrape of
+    ``series`` but present in a later one had no requests before the ``scope``, and
+    all its requests count.
     """
-
-    def fetch() -> tuple[metrics.Scrape | None, str | None]:
-        result = session.probe(
-            endpoint, name="metrics scrape", expect="metrics", record=record
+    plain = [note for note in notes if not note.endswith(NEW_SERIES_NOTE)]
+    scrapes = [sample.scrape for sample in series if sample.scrape is not None]
+    if len(scrapes) < 2:
+        return plain
+    first = {series_key(item.labels) for item in scrapes[0].find(metric)}
+    later = {
+        series_key(item.labels)
+        for scrape in scrapes[1:]
+        for item in scrape.find(metric)
+    }
+    created = len(later - first)
+    if created == 1:
+        plain.append(
+            f"1 route and status combination had no requests before the {scope};"
+            " all its requests count."
         )
-        if result.status == "error" or result.http_status != 200:
-            return None, result.summary()
-        return metrics.parse_exposition(result.text, scraped_at=time.time()), None
-
-    return fetch
+    elif created:
+        plain.append(
+            f"{created} route and status combinations had no requests before the"
+            f" {scope}; all their requests count."
+        )
+    return plain

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from veerunbook.text import percent
+
 SEVERITIES = ("P0", "P1", "P2", "P3")
 
 RESPONSE_TIME = {
@@ -183,7 +185,7 @@ def _errors(s: Signals) -> list[Reason]:
     rate = s.error_rate
     if rate is None:
         return []
-    shown = f"{rate:.2%} of user requests answered 5xx"
+    shown = f"{percent(rate, 2)} of user requests answered 5xx"
     if rate > ERROR_RATE_P1:
         return [Reason("P1", "error rate above 50 %", shown)]
     if rate >= ERROR_RATE_GAP:
@@ -228,11 +230,13 @@ def _other(s: Signals) -> list[Reason]:
             Reason("P1", "more than 10 IPs blocked in 1 minute", f"{blocked:.0f}")
         )
     if s.memory_fraction is not None and s.memory_fraction > MEMORY_P1:
-        found.append(Reason("P1", "memory above 85 %", f"{s.memory_fraction:.0%}"))
+        found.append(Reason("P1", "memory above 85 %", percent(s.memory_fraction)))
     if s.pool_utilisation is not None and s.pool_utilisation > POOL_P2:
         found.append(
             Reason(
-                "P2", "connection pool above 80 %", f"{s.pool_utilisation:.0%} in use"
+                "P2",
+                "connection pool above 80 %",
+                f"{percent(s.pool_utilisation)} in use",
             )
         )
     found.extend(Reason("P3", "maintenance", note) for note in s.maintenance_notes)

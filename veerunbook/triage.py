@@ -21,6 +21,7 @@ from veerunbook.probe import ProbeResult
 from veerunbook.security import SecuritySummary, summarise_security
 from veerunbook.session import Session
 from veerunbook.severity import Classification, Signals, classify
+from veerunbook.text import counted, percent
 from veerunbook.triage_tables import (
     Nothing,
     frame,
@@ -125,7 +126,7 @@ class Triage:
         status = (
             "skip" if rate is None else _grade(rate, ERROR_RATE_FAIL, ERROR_RATE_WARN)
         )
-        shown = "no user requests" if rate is None else f"{rate:.2%}"
+        shown = "no user requests" if rate is None else percent(rate, 2)
         self.session.run.check(
             "5xx error rate",
             status,
@@ -209,7 +210,7 @@ class Triage:
             observed=round(fraction * 100, 1),
             unit="%",
             expected="<= 85 % of the heap limit (warning alert)",
-            summary=f"heap {fraction:.0%} of its limit",
+            summary=f"heap {percent(fraction)} of its limit",
         )
 
     # Step 2.3: error logs.
@@ -231,7 +232,10 @@ class Triage:
             unit="entries",
             expected=f"none in the last {last}",
             evidence=[group.to_dict() for group in self.error_groups[:10]],
-            summary=f"{total} errors in {len(self.error_groups)} groups",
+            summary=(
+                f"{counted(total, 'error')} in"
+                f" {counted(len(self.error_groups), 'group')}"
+            ),
         )
         rows = [group_row(group) for group in self.error_groups]
         return frame(rows, f"no error entries in the last {last}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from veerunbook.incident import archive_root, open_or_update
 from veerunbook.severity import FIRST_RESPONSE, escalation_plan
+from veerunbook.text import percent
 from veerunbook.triage import (
     ERROR_RATE_FAIL,
     ERROR_RATE_WARN,
@@ -173,10 +174,10 @@ def _evidence_for(triage: Triage, procedure: str) -> str:
     if procedure == "database-connection" and signals.database_down:
         return "database health check failing"
     if procedure == "database-connection" and pool > POOL_WARN:
-        return f"pool {pool:.0%} in use"
+        return f"pool {percent(pool)} in use"
     if procedure == "high-error-rate" and rate > ERROR_RATE_WARN:
         window = signals.window_seconds or 0.0
-        return f"{rate:.2%} 5xx over {window:.0f} s"
+        return f"{percent(rate, 2)} 5xx over {window:.0f} s"
     if procedure == "performance-degradation" and p95 > P95_WARN_S:
         return f"p95 {p95:.2f} s on {signals.p95_route}"
     if procedure == "security-incident" and security and security.status != "pass":

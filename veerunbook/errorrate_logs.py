@@ -1,0 +1,84 @@
+"""The error log step of the high-error-rate procedure: read, group and count.
+
+The runbook reads ``/health/logs?level=error&last=1h``. The endpoint may return a
+JSON list of entries (bare or under a key such as ``logs``) or plain log text, and
+both are grouped by fingerprint with ``veerunbook.logs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from veerunbook.errorrate_tables import group_rows
+from veerunbook.logs import ErrorGroup, group_errors, normalise_entries, parse_log_text
+from veerunbook.text import counted
+from veerunbook.triage_tables import Nothing
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from veerunbook.session import Session
+
+# Entries requested from the log endpoint. The demo serves at most 1000 per request.
+LOG_LIMIT = 1000
+
+
+@dataclass
+class ErrorLogs:
+    """The grouped error entries, whether the logs were read, and whether cut."""
+
+    groups: list[ErrorGroup] = field(default_factory=list)
+    read: bool = False
+    truncated: bool = False
+
+
+def read_error_logs(
+    session: Session, minutes: int
+) -> tuple[ErrorLogs, pd.DataFrame | Nothing]:
+    """Read and group the error entries of the last ``minutes``; journal a check.
+
+    Returns the groups and the table to show. Logs that could not be read leave
+    ``read`` false, and the probe's check gives the reason.
+    """
+    logs = ErrorLogs()
+    query = f"level=error&last={minutes}m&limit={LOG_LIMIT}"
+    result = session.probe("logs", name="error logs", expect="text", query=query)
+    if result.status not in ("pass", "warn"):
+        return logs, Nothing(f"error logs could not be read: {result.summary()}")
+    entries = _entries_of(result.json)
+    if isinstance(entries, list):
+        records = normalise_entries(entries)
+        logs.truncated = len(entries) >= _limit_of(result.json)
+    else:
+        records = parse_log_text(result.text, source="error logs").records
+    logs.read = True
+    logs.groups = group_errors(records)
+    total = sum(group.count for group in logs.groups)
+    cut = " (the endpoint's limit was reached, so older entries may be missing)"
+    session.run.check(
+        "error log entries",
+        "warn" if total else "pass",
+        observed=total,
+        unit="entries",
+        expected=f"none in the last {minutes} min",
+        evidence=[group.to_dict() for group in logs.groups[:10]],
+        summary=f"{counted(total, 'error')} in {counted(len(logs.groups), 'group')}"
+        + (cut if logs.truncated else ""),
+    )
+    return logs, group_rows(logs.groups)
+
+
+def _entries_of(body: Any) -> Any:
+    """Return the entry list of a log endpoint's body (a list, or under a key)."""
+    if isinstance(body, dict):
+        for key in ("logs", "entries", "items", "data"):
+            if isinstance(body.get(key), list):
+                return body[key]
+    return body
+
+
+def _limit_of(body: Any) -> int:
+    """Return the entry limit the log endpoint applied, or the one requested."""
+    limit = body.get("limit") if isinstance(body, dict) else None
+    return limit if isinstance(limit, int) and limit > 0 else LOG_LIMIT
