@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import matplotlib.dates as mdates
+import pandas as pd
 import pytest
 
 from tests.httpfixture import RawServer, load_recorded, replay, response_bytes
@@ -23,9 +25,16 @@ from veerunbook import metrics
 from veerunbook import session as vr_session
 from veerunbook.metrics_series import Sample
 from veerunbook.perf import Performance
-from veerunbook.perf_database import DatabaseFacts, query_latency_ms, slow_queries
+from veerunbook.perf_checks import check_scrapes
+from veerunbook.perf_database import (
+    DatabaseFacts,
+    observe,
+    query_latency_ms,
+    slow_queries,
+)
 from veerunbook.perf_plots import plot_latency_timeline
 from veerunbook.perf_recovery import (
+    ACTIONS,
     CACHING,
     DATABASE,
     DEGRADATION,
@@ -36,14 +45,15 @@ from veerunbook.perf_recovery import (
     rank_options,
 )
 from veerunbook.perf_routes import (
-    P1_ALERT,
-    P2_ALERT,
+    INFORMATION_ALERT,
+    WARNING_ALERT,
     RouteLatency,
     alert_level,
     latency_rows,
     latency_timeline,
     route_latencies,
 )
+from veerunbook.text import counted
 from veerunbook.triage_tables import Nothing
 from veerunbook.webvitals import (
     GOOD,
@@ -264,7 +274,7 @@ def test_route_quantiles_by_hand() -> None:
 
 def test_route_alerts_and_time_share() -> None:
     posts, user, healthz = window_routes()
-    assert posts.alert == P1_ALERT
+    assert posts.alert == WARNING_ALERT
     assert user.alert == ""
     # Shares of user request time: 150 / (150 + 10) and 10 / 160.
     assert posts.time_share == pytest.approx(0.9375)
@@ -276,7 +286,9 @@ def test_route_rows_for_table() -> None:
     rows = latency_rows(window_routes())
     assert rows[0]["route"] == "GET /api/posts"
     assert rows[0]["traffic"] == "user"
-    assert rows[0]["time share %"] == 93.8
+    assert rows[0]["share of user time (%)"] == 93.8
+    assert rows[0]["mean (ms)"] == 1500.0
+    assert rows[0]["p95 above"] == "warning alert line (p95 2000 ms for 5 min)"
     assert rows[2]["traffic"] == "probe"
 
 
@@ -302,7 +314,7 @@ def test_route_without_inf_bucket() -> None:
     # in the overflow and p95 is at least 10 s.
     assert dashboard.p95_ms == 10000.0
     assert "p95" in dashboard.at_least
-    assert dashboard.alert == P1_ALERT
+    assert dashboard.alert == WARNING_ALERT
     # /api/user: rank 2280 of 2400 in (0.01, 0.1] holding 1450..2380:
     # 0.01 + 0.09 * 830 / 930 = 0.0903 s.
     assert routes["GET /api/user"].p95_ms == 90.3
@@ -310,10 +322,11 @@ def test_route_without_inf_bucket() -> None:
 
 
 def test_alert_level_of_lower_bounds() -> None:
-    assert alert_level(metrics.Quantile(0.95, 2.5, lower_bound=True)) == P1_ALERT
-    assert alert_level(metrics.Quantile(0.95, 1.8, lower_bound=True)) == P2_ALERT
-    assert alert_level(metrics.Quantile(0.95, 1.0, lower_bound=True)) == "unknown"
-    assert alert_level(metrics.Quantile(0.95, 2.0)) == P2_ALERT
+    lower = {"lower_bound": True}
+    assert alert_level(metrics.Quantile(0.95, 2.5, **lower)) == WARNING_ALERT
+    assert alert_level(metrics.Quantile(0.95, 1.8, **lower)) == INFORMATION_ALERT
+    assert alert_level(metrics.Quantile(0.95, 1.0, **lower)) == "unknown"
+    assert alert_level(metrics.Quantile(0.95, 2.0)) == INFORMATION_ALERT
     assert alert_level(metrics.Quantile(0.95, 1.5)) == ""
     assert alert_level(metrics.Quantile(0.95, None)) == "unknown"
     assert alert_level(None) == "unknown"
@@ -352,18 +365,18 @@ def test_timeline_quantiles_by_hand() -> None:
     timeline = latency_timeline(timeline_series())
     first, second = timeline.iloc[0], timeline.iloc[1]
     # The first interval is the window of test_user_aggregate_by_hand.
-    assert first["p50 ms"] == 180.0
-    assert first["p95 ms"] == 2500.0
-    assert first["p99 ms"] == 4500.0
+    assert first["p50 (ms)"] == 180.0
+    assert first["p95 (ms)"] == 2500.0
+    assert first["p99 (ms)"] == 4500.0
     # Second: 10 requests in (0.5, 1]. p95: 0.5 + 0.5 * 9.5 / 10 = 0.975 s.
-    assert second["p50 ms"] == 750.0
-    assert second["p95 ms"] == 975.0
+    assert second["p50 (ms)"] == 750.0
+    assert second["p95 (ms)"] == 975.0
 
 
 def test_timeline_without_scrapes_is_empty() -> None:
     timeline = latency_timeline([Sample(START, None, "refused")])
     assert timeline.empty
-    assert "p95 ms" in timeline.columns
+    assert "p95 (ms)" in timeline.columns
 
 
 def test_plot_has_alert_lines() -> None:
@@ -371,13 +384,61 @@ def test_plot_has_alert_lines() -> None:
     axes = figure.axes[0]
     labels = [line.get_label() for line in axes.get_lines()]
     assert labels[:3] == ["p50", "p95", "p99"]
-    assert "2000 ms: P1 warning alert on p95" in labels
-    assert "1500 ms: P2 information alert on p95" in labels
+    assert "2000 ms: warning alert line (p95 for 5 min)" in labels
+    assert "1500 ms: information alert line (p95 for 15 min)" in labels
     assert axes.get_title()
-    assert "(ms)" in axes.get_ylabel()
-    assert "(s)" in axes.get_xlabel()
-    # The two intervals end 30 s and 60 s after the first scrape.
-    assert list(axes.get_lines()[1].get_xdata()) == [30.0, 60.0]
+    assert axes.get_ylabel() == "request latency (ms)"
+    # The highest point is the first interval's p99 of 4500 ms; both lines show.
+    assert axes.get_ylim()[1] > 4500
+
+
+def test_plot_time_axis_utc_clock() -> None:
+    figure = plot_latency_timeline(latency_timeline(timeline_series()))
+    axes = figure.axes[0]
+    formatter = axes.xaxis.get_major_formatter()
+    # The intervals end 30 s and 60 s after START, 12:00:00 UTC.
+    ends = [mdates.date2num(value) for value in axes.get_lines()[1].get_xdata()]
+    assert axes.get_xlabel() == "time (UTC)"
+    assert [formatter(value) for value in ends] == ["12:00:30", "12:01:00"]
+
+
+def test_plot_legend_outside_axes() -> None:
+    figure = plot_latency_timeline(latency_timeline(timeline_series()))
+    axes = figure.axes[0]
+    figure.canvas.draw()
+    legend = axes.get_legend().get_window_extent()
+    assert legend.x0 >= axes.get_window_extent().x1
+
+
+def test_plot_short_window_ticks_whole_seconds() -> None:
+    # A 3 s window: four intervals ending 0.75 s apart from 12:00:00.75 UTC.
+    ends = [START + timedelta(seconds=0.75 * (i + 1)) for i in range(4)]
+    timeline = pd.DataFrame(
+        {
+            "end": ends,
+            "seconds": [0.75] * 4,
+            "requests": [4.0] * 4,
+            "p50 (ms)": [100.0] * 4,
+            "p95 (ms)": [300.0] * 4,
+            "p99 (ms)": [400.0] * 4,
+        }
+    )
+    figure = plot_latency_timeline(timeline)
+    figure.canvas.draw()
+    labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    # The axis spans 1 s before the first end and after the last one.
+    assert labels == ["12:00:00", "12:00:01", "12:00:02", "12:00:03", "12:00:04"]
+
+
+def test_plot_one_interval_low_latency() -> None:
+    timeline = latency_timeline(timeline_series()).iloc[1:]
+    figure = plot_latency_timeline(timeline)
+    figure.canvas.draw()
+    labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    # The interval's p99 is under 1000 ms; the 2000 ms line still shows.
+    assert figure.axes[0].get_ylim()[1] > 2000
+    # One interval, ending at 12:01:00 UTC, with 1 s either side.
+    assert labels == ["12:00:59", "12:01:00", "12:01:01"]
 
 
 def test_plot_without_requests_is_none() -> None:
@@ -450,9 +511,9 @@ def route(
 ) -> RouteLatency:
     alert = ""
     if p95_ms > 2000:
-        alert = P1_ALERT
+        alert = WARNING_ALERT
     elif p95_ms > 1500:
-        alert = P2_ALERT
+        alert = INFORMATION_ALERT
     return RouteLatency(
         route=name,
         probe=False,
@@ -501,6 +562,7 @@ def test_ranking_broad_slowdown() -> None:
     assert options[0].confidence == "high"
     assert options[1].confidence == "medium"
     assert options[2].confidence == "no evidence"
+    assert [option.rank for option in options] == [1, 2, None, None]
     assert options[0].reasons == (
         "read routes with p95 above 1500 ms: GET /api/dashboard/analytics 2750 ms",
         "page loading rated poor: LCP 5100 ms",
@@ -524,7 +586,9 @@ def test_ranking_pool_below_alert() -> None:
 def test_ranking_heap_high() -> None:
     options = rank_options(Evidence(heap_fraction=0.92))
     assert options[0].action == SCALING
-    assert options[0].reasons == ("heap at 92 % of its limit (alert above 85 %)",)
+    assert options[0].reasons == (
+        "heap at 92 % of its limit, above the warning alert line (85 % for 10 min)",
+    )
 
 
 def test_ranking_single_slow_route() -> None:
@@ -572,7 +636,7 @@ def test_ranking_database_below_half() -> None:
     assert rank_options(evidence)[0].points == 0
 
 
-def test_ranking_without_evidence_keeps_runbook_order() -> None:
+def test_ranking_without_evidence_ranks_nothing() -> None:
     options = rank_options(Evidence())
     assert [option.action for option in options] == [
         CACHING,
@@ -580,8 +644,50 @@ def test_ranking_without_evidence_keeps_runbook_order() -> None:
         SCALING,
         DEGRADATION,
     ]
-    assert [option.rank for option in options] == [1, 2, 3, 4]
-    assert options_frame(options)["evidence"].tolist() == ["none in this run"] * 4
+    assert [option.rank for option in options] == [None] * 4
+    assert options_frame(options)["rank"].tolist() == ["-"] * 4
+    assert (
+        options_frame(options)["evidence"].tolist() == ["no evidence in this run"] * 4
+    )
+
+
+def test_ranking_unranked_follow_ranked() -> None:
+    options = rank_options(Evidence(pool=pool(20, 1), heap_fraction=None))
+    assert [option.action for option in options] == [
+        SCALING,
+        CACHING,
+        DATABASE,
+        DEGRADATION,
+    ]
+    assert [option.rank for option in options] == [1, None, None, None]
+    assert options[0].reasons == (
+        "connection pool at 100 % (20 of 20), 1 request waiting",
+    )
+
+
+def test_ranking_unreachable_ranks_nothing() -> None:
+    evidence = Evidence(
+        slow_statements=["SELECT 1 (mean 900 ms)"],
+        unreachable="target unreachable: connection refused at http://127.0.0.1:9",
+    )
+    options = rank_options(evidence)
+    assert [option.rank for option in options] == [None] * 4
+    assert [option.action for option in options] == list(ACTIONS)
+    assert options[0].evidence == "not assessed: the target sent no response"
+    # What the database showed is still listed, unranked.
+    assert options[1].evidence.startswith("1 slow statement, slowest: SELECT 1")
+
+
+def test_option_journal_fields() -> None:
+    option = rank_options(Evidence(pool=pool(20, 14)))[0]
+    assert option.to_dict() == {
+        "rank": 1,
+        "action": SCALING,
+        "evidence": "connection pool at 100 % (20 of 20), 14 requests waiting",
+        "confidence": "medium",
+        "points": 2,
+        "reasons": ["connection pool at 100 % (20 of 20), 14 requests waiting"],
+    }
 
 
 def test_ranking_ignores_unknown_p95() -> None:
@@ -605,7 +711,10 @@ def test_ranking_ignores_unknown_p95() -> None:
 def test_diagnosis_lines() -> None:
     broad = Evidence(routes=BROAD, user_p95_ms=2320, vitals=[vital("LCP", 5100)])
     line = diagnose(broad, rank_options(broad))
-    assert line.startswith("slowdown: user p95 2320 ms (above the 2000 ms P1")
+    assert line.startswith(
+        "slowdown: user p95 2320 ms, above the warning alert line"
+        " (p95 2000 ms for 5 min); "
+    )
     assert "slowest POST /api/instagram/publish at 3600 ms" in line
     assert "3 of 5 routes above 1500 ms" in line
     assert "web vitals rated poor: LCP" in line
@@ -617,12 +726,39 @@ def test_diagnosis_lines() -> None:
     assert diagnose(Evidence(), []).startswith("latency unknown")
 
 
+def test_diagnosis_information_alert_line() -> None:
+    evidence = Evidence(routes=[route("GET /api/user", 1700, 1.0)], user_p95_ms=1700)
+    assert diagnose(evidence, rank_options(evidence)) == (
+        "slowdown: user p95 1700 ms, above the information alert line"
+        " (p95 1500 ms for 15 min); slowest GET /api/user at 1700 ms,"
+        " 1 of 1 route above 1500 ms."
+        f" First option: {CACHING} (medium confidence)"
+    )
+
+
 def test_diagnosis_names_option_without_slowdown() -> None:
     evidence = Evidence(user_p95_ms=200, slow_statements=["SELECT 1 (mean 90 ms)"])
     assert diagnose(evidence, rank_options(evidence)) == (
         "no slowdown: user p95 200 ms, no route above 1500 ms."
         f" First option: {DATABASE} (medium confidence)"
     )
+
+
+def test_diagnosis_unreachable_first() -> None:
+    line = (
+        "target unreachable: connection refused at http://127.0.0.1:9 (every request"
+        " failed); check that the service is running, then run triage"
+    )
+    evidence = Evidence(user_p95_ms=2500, unreachable=line)
+    assert diagnose(evidence, rank_options(evidence)) == line
+
+
+def test_counted_plurals() -> None:
+    assert counted(1, "route") == "1 route"
+    assert counted(2, "route") == "2 routes"
+    assert counted(0, "request") == "0 requests"
+    assert counted(1, "query", "queries") == "1 query"
+    assert counted(3, "query", "queries") == "3 queries"
 
 
 # Slow queries from a real PostgreSQL server
@@ -679,3 +815,47 @@ def test_slow_queries_server_down(
     assert check.status == "error"
     assert "connection refused" in check.summary
     assert "pw-3x" not in check.summary
+
+
+# Checks journaled for the window and for an unreachable target
+
+
+def test_scrapes_one_check_by_reason(session: vr_session.Session) -> None:
+    at = [START + timedelta(seconds=s) for s in (0, 1, 2, 3)]
+    series = [
+        Sample(at[0], scrape(BEFORE, at[0].timestamp()), None),
+        Sample(at[1], None, "HTTP 503: service unavailable"),
+        Sample(at[2], None, "HTTP 503: service unavailable"),
+        Sample(at[3], scrape(AFTER, at[3].timestamp()), None),
+    ]
+    check_scrapes(session.run, series)
+    check = session.run.checks[-1]
+    assert len(session.run.checks) == 1
+    assert check.name == "metrics scrapes"
+    # Two scrapes still make a window, so the failures only warn.
+    assert check.status == "warn"
+    assert check.observed == 2
+    assert check.summary == (
+        "2 of 4 metrics scrapes succeeded; 2 failed: HTTP 503: service unavailable"
+    )
+
+
+def test_scrapes_one_success_is_error(session: vr_session.Session) -> None:
+    series = [
+        Sample(START, scrape(BEFORE, START.timestamp()), None),
+        Sample(START, None, "HTTP 500: internal error"),
+    ]
+    check_scrapes(session.run, series)
+    assert session.run.checks[-1].status == "error"
+    assert session.run.checks[-1].summary.startswith("1 of 2 metrics scrapes")
+
+
+def test_database_observe_unreachable_skips(session: vr_session.Session) -> None:
+    reason = "target unreachable: connection refused at http://127.0.0.1:9"
+    facts = observe(session, None, None, reason)
+    checks = [(check.name, check.status, check.summary) for check in session.run.checks]
+    assert checks == [
+        ("connection pool", "skip", reason),
+        ("database query latency", "skip", reason),
+    ]
+    assert facts.pool is None

@@ -6,7 +6,8 @@ performance audit endpoint (read after the window, so that a service that has ju
 started has traffic to report on), the database's share, then the runbook's
 recovery actions ranked by what was observed. Each step journals its checks and
 never raises for a dead, slow or lying target. It records what failed and leaves
-its facts unknown.
+its facts unknown. When no request to the target gets a response, one ``target``
+check says so and the later steps that need the target skip for that reason.
 """
 
 from __future__ import annotations
@@ -16,7 +17,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from veerunbook import metrics, perf_database
-from veerunbook.metrics_series import Sample, sample_series, session_fetch
+from veerunbook.metrics_series import (
+    Sample,
+    sample_series,
+    session_fetch,
+    unreachable_line,
+    unreachable_reason,
+)
+from veerunbook.perf_checks import (
+    check_scrapes,
+    check_slowest_route,
+    check_user_p95,
+    check_vital,
+)
 from veerunbook.perf_recovery import (
     Evidence,
     RecoveryOption,
@@ -25,10 +38,7 @@ from veerunbook.perf_recovery import (
     rank_options,
 )
 from veerunbook.perf_routes import (
-    P1_ALERT,
-    P2_ALERT,
     RouteLatency,
-    alert_level,
     latency_rows,
     latency_timeline,
     route_latencies,
@@ -42,17 +52,20 @@ from veerunbook.webvitals import MISSING, Vital, read_vitals, sample_size
 if TYPE_CHECKING:
     import pandas as pd
 
-# The runbook's p95 alerts fire after 5 minutes (P1) and 15 minutes (P2) above.
-ALERT_SECONDS = 300.0
-_ALERT_STATUS = {P1_ALERT: "fail", P2_ALERT: "warn", "": "pass", "unknown": "skip"}
-_P95_EXPECTED = "<= 2000 ms (P1 warning alert), <= 1500 ms (P2 information alert)"
+_STATUS_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 
 
 @dataclass
 class Performance:
-    """State of one performance-degradation run, filled in step by step."""
+    """State of one performance-degradation run, filled in step by step.
+
+    ``unreachable`` is why no request to the target got a response ("connection
+    refused"), else None, and ``base_url`` is the masked URL that was tried.
+    """
 
     session: Session
+    unreachable: str | None = None
+    base_url: str = ""
     vitals: list[Vital] = field(default_factory=list)
     series: list[Sample] = field(default_factory=list)
     latency: metrics.LatencyReport | None = None
@@ -70,80 +83,69 @@ class Performance:
         samples: int = 6,
         progress: Callable[[str], None] | None = print,
     ) -> pd.DataFrame | Nothing:
-        """Scrape metrics over the window and tabulate p50/p95/p99 per route."""
+        """Scrape metrics over the window and tabulate p50/p95/p99 per route.
+
+        When neither the first scrape nor its one retry gets a response, the
+        target is unreachable, so sampling stops there and one ``target`` error is
+        journaled.
+        """
+        fetch = session_fetch(self.session, record=False)
         self.series = sample_series(
-            session_fetch(self.session),
-            window_seconds=window_seconds,
-            samples=samples,
-            progress=progress,
+            fetch, window_seconds=window_seconds, samples=samples, progress=progress
         )
-        done = [sample for sample in self.series if sample.scrape is not None]
+        reason = unreachable_reason(self.series)
+        if reason is not None:
+            return self._target_unreachable(reason)
+        check_scrapes(self.session.run, self.series)
+        done = [sample.scrape for sample in self.series if sample.scrape is not None]
         if len(done) < 2:
-            return self._no_window(done)
-        first, last = done[0].scrape, done[-1].scrape
-        assert first is not None and last is not None
+            return self._no_window(len(done))
+        first, last = done[0], done[-1]
         self.latency = metrics.latency_quantiles(
             first, last, quantiles=(0.5, 0.95, 0.99)
         )
         self.routes = route_latencies(self.latency)
         self.timeline = latency_timeline(self.series)
-        self._check_user_p95(self.latency)
-        self._check_slowest_route()
+        check_user_p95(self.session.run, self.latency, first, last)
+        check_slowest_route(self.session.run, self.routes)
         return frame(latency_rows(self.routes), "no request was timed in the window")
 
-    def _no_window(self, done: list[Sample]) -> Nothing:
+    def _target_unreachable(self, reason: str) -> Nothing:
+        self.unreachable = reason
+        self.base_url = self.session.redactor.mask(self.session.target.base_url or "-")
+        self.session.run.check(
+            "target",
+            "error",
+            observed=reason,
+            evidence={"metrics scrapes": [sample.problem for sample in self.series]},
+            summary=unreachable_line(reason, self.base_url),
+        )
+        for name in ("user API p95", "slowest route p95"):
+            self.session.run.check(name, "skip", summary=self.skip_reason())
+        return Nothing(self.skip_reason())
+
+    def _no_window(self, done: int) -> Nothing:
         problems = [sample.problem for sample in self.series if sample.problem]
         reason = problems[0] if problems else "no scrape succeeded"
         self.session.run.check(
             "user API p95",
             "skip",
-            summary=f"{len(done)} of {len(self.series)} scrapes succeeded, so there"
+            summary=f"{done} of {len(self.series)} scrapes succeeded, so there"
             f" is no window: {reason}",
         )
         return Nothing(f"no latency window: {reason}")
 
-    def _check_user_p95(self, report: metrics.LatencyReport) -> None:
-        aggregate = report.aggregate
-        p95 = aggregate.quantile(0.95) if aggregate and aggregate.count else None
-        level = alert_level(p95)
-        self.session.run.check(
-            "user API p95",
-            _ALERT_STATUS[level],
-            observed=to_ms(p95),
-            unit="ms",
-            expected=_P95_EXPECTED,
-            evidence={
-                "requests": aggregate.count if aggregate else 0,
-                "window_seconds": report.window_seconds,
-                "notes": report.notes,
-            },
-            summary=_p95_summary("all user routes", p95, level, report),
-        )
-
-    def _check_slowest_route(self) -> None:
-        users = [route for route in self.routes if not route.probe]
-        if not users:
-            self.session.run.check(
-                "slowest route p95", "skip", summary="no user request in the window"
-            )
-            return
-        slowest = users[0]
-        above = [route.route for route in users if route.alert not in ("", "unknown")]
-        self.session.run.check(
-            "slowest route p95",
-            _ALERT_STATUS[slowest.alert],
-            observed=slowest.p95_ms,
-            unit="ms",
-            expected=_P95_EXPECTED,
-            evidence={"route": slowest.to_dict(), "routes_above_1500_ms": above},
-            summary=f"{slowest.route}: p95 {_shown(slowest.p95_ms, slowest.at_least)};"
-            f" {len(above)} of {len(users)} user routes above 1500 ms",
-        )
+    def skip_reason(self) -> str:
+        """Return the skip reason of the steps that need the unreachable target."""
+        return f"target unreachable: {self.unreachable} at {self.base_url}"
 
     def latency_plot(self) -> Any:
         """Draw user p50/p95/p99 per interval, or return None if there are none."""
         from veerunbook.perf_plots import plot_latency_timeline
 
+        if self.unreachable is not None:
+            print(f"{self.skip_reason()}: nothing to plot")
+            return None
         if self.timeline is None:
             print("no latency window: nothing to plot")
             return None
@@ -152,6 +154,11 @@ class Performance:
     # Step 3: Core Web Vitals, read after the window of step 2.
     def web_vitals(self) -> pd.DataFrame | Nothing:
         """Read the performance audit endpoint and grade each web vital."""
+        if self.unreachable is not None:
+            self.session.run.check(
+                "performance audit", "skip", summary=self.skip_reason()
+            )
+            return Nothing(self.skip_reason())
         result = self.session.probe(
             "audit_performance", name="performance audit", expect="json"
         )
@@ -169,46 +176,20 @@ class Performance:
             )
             return Nothing(f"no web vitals in the response: {result.excerpt}")
         for vital in vitals:
-            self._check_vital(vital, measured)
+            check_vital(self.session.run, vital, measured)
         # Figures that rest on no measurement are a model's, so they are not graded.
         self.vitals = vitals if measured != 0 else []
         return frame([vital.to_row() for vital in vitals])
 
-    def _check_vital(self, vital: Vital, measured: float | None) -> None:
-        limit = vital.limit
-        unit = f" {limit.unit}" if limit.unit else ""
-        status = vital.check_status
-        if vital.value is None:
-            summary = (
-                f"{limit.name} is not in the response"
-                if vital.problem is None
-                else f"{limit.name} in {vital.key!r} is invalid: {vital.problem}"
-            )
-        else:
-            summary = f"{limit.name} {vital.value:g}{unit}: {vital.rating}"
-        if measured == 0 and vital.value is not None:
-            status = "skip"
-            summary += ", but the audit's sample size is 0, so it is not graded"
-        self.session.run.check(
-            f"web vital {limit.name}",
-            status,
-            observed=vital.value,
-            unit=limit.unit or None,
-            expected=f"<= {limit.good:g}{unit} good, > {limit.poor:g}{unit} poor",
-            evidence={
-                "field": vital.key,
-                "rating": vital.rating,
-                "sample_size": measured,
-            },
-            summary=summary,
-        )
-
     # Step 4: database performance.
     def database_performance(self) -> pd.DataFrame | Nothing:
         """Check pool utilisation from the metrics and the database query latency."""
-        last = self.last_scrape()
-        user_p50 = self.user_quantile_ms(0.5)
-        self.database = perf_database.observe(self.session, last, user_p50)
+        unreachable = self.skip_reason() if self.unreachable is not None else None
+        self.database = perf_database.observe(
+            self.session, self.last_scrape(), self.user_quantile_ms(0.5), unreachable
+        )
+        if unreachable is not None:
+            return Nothing(unreachable)
         return frame(self.database.rows, "no database figures could be read")
 
     def slow_queries(self, limit: int = 10) -> pd.DataFrame | Nothing:
@@ -220,8 +201,10 @@ class Performance:
     def recovery_options(self) -> pd.DataFrame:
         """Rank the runbook's recovery actions by evidence and journal them."""
         self.options = rank_options(self.evidence())
+        ranked = sum(option.rank is not None for option in self.options)
         self.session.run.note(
-            "recovery options ranked by evidence; none was performed",
+            f"recovery options: {ranked} of {len(self.options)} ranked by evidence;"
+            " none was carried out",
             recovery_options=[option.to_dict() for option in self.options],
         )
         return options_frame(self.options)
@@ -230,6 +213,9 @@ class Performance:
         """Collect the observations that the recovery ranking reads."""
         last = self.last_scrape()
         facts = self.database
+        unreachable = None
+        if self.unreachable is not None:
+            unreachable = unreachable_line(self.unreachable, self.base_url)
         return Evidence(
             routes=self.routes,
             user_p50_ms=self.user_quantile_ms(0.5),
@@ -240,13 +226,14 @@ class Performance:
             database_latency_ms=facts.query_latency_ms,
             slow_statements=facts.slow_statements,
             long_queries=facts.long_queries,
+            unreachable=unreachable,
         )
 
     # Step 6: diagnosis and summary.
     def diagnosis(self) -> str:
         """Journal and return one line: the slowdown found, or why none was measured."""
         line = diagnose(self.evidence(), self.options)
-        self.session.run.note(line, diagnosis=line)
+        self.session.run.note(f"diagnosis: {line}", diagnosis=line)
         return line
 
     def summary(self) -> pd.DataFrame:
@@ -254,8 +241,7 @@ class Performance:
         table = self.session.run.checks_frame()
         if table.empty:
             return table
-        order = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
-        table = table.assign(_order=table["status"].map(order))
+        table = table.assign(_order=table["status"].map(_STATUS_ORDER))
         table = table.sort_values(["_order", "time"]).drop(columns="_order")
         return table.reset_index(drop=True)
 
@@ -270,31 +256,3 @@ class Performance:
         if aggregate is None or not aggregate.count:
             return None
         return to_ms(aggregate.quantile(q))
-
-
-def _p95_summary(
-    scope: str,
-    p95: metrics.Quantile | None,
-    level: str,
-    report: metrics.LatencyReport,
-) -> str:
-    if p95 is None or p95.value is None:
-        return f"{scope}: no p95 (no timed request in the window)"
-    prefix = "at least " if p95.lower_bound else ""
-    text = f"{scope}: p95 {prefix}{p95.value * 1000:.0f} ms"
-    if level in (P1_ALERT, P2_ALERT):
-        text += f", above the {level}"
-    seconds = report.window_seconds
-    if seconds is not None and seconds < ALERT_SECONDS:
-        text += (
-            f". The window is {seconds:.0f} s, shorter than the alert's 5 min, so the"
-            " duration condition is not confirmed"
-        )
-    return text
-
-
-def _shown(value: float | None, at_least: tuple[str, ...]) -> str:
-    if value is None:
-        return "unknown"
-    prefix = "at least " if "p95" in at_least else ""
-    return f"{prefix}{value:.0f} ms"

@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 
 QUANTILES = (0.5, 0.95, 0.99)
 
-# Alert levels of a p95, from the runbook's alerting section.
-P1_ALERT = "P1 warning alert (p95 > 2000 ms for 5 min)"
-P2_ALERT = "P2 information alert (p95 > 1500 ms for 15 min)"
+# The alert lines a p95 can be above, from the runbook's alerting section.
+WARNING_ALERT = "warning alert line (p95 2000 ms for 5 min)"
+INFORMATION_ALERT = "information alert line (p95 1500 ms for 15 min)"
 
-TIMELINE_COLUMNS = ("end", "seconds", "requests", "p50 ms", "p95 ms", "p99 ms")
+TIMELINE_COLUMNS = ("end", "seconds", "requests", "p50 (ms)", "p95 (ms)", "p99 (ms)")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class RouteLatency:
 
 
 def alert_level(quantile: metrics.Quantile | None) -> str:
-    """Return the p95 alert that ``quantile`` is above, or "" when it is above none.
+    """Return the alert line that ``quantile`` is above, or "" when it is above none.
 
     Returns "unknown" without an estimate, and for a lower bound under 1500 ms,
     which cannot rule the alerts out.
@@ -67,9 +67,9 @@ def alert_level(quantile: metrics.Quantile | None) -> str:
     if quantile is None or quantile.value is None:
         return "unknown"
     if quantile.exceeds(P95_FAIL_S):
-        return P1_ALERT
+        return WARNING_ALERT
     if quantile.exceeds(P95_WARN_S):
-        return P2_ALERT
+        return INFORMATION_ALERT
     if quantile.exceeds(P95_WARN_S) is None:
         return "unknown"
     return ""
@@ -128,15 +128,15 @@ def latency_rows(routes: list[RouteLatency]) -> list[dict[str, Any]]:
             "route": route.route,
             "traffic": "probe" if route.probe else "user",
             "requests": route.requests,
-            "p50 ms": route.p50_ms,
-            "p95 ms": route.p95_ms,
-            "p99 ms": route.p99_ms,
-            "mean ms": route.mean_ms,
-            "at least": ", ".join(route.at_least),
-            "time share %": (
+            "p50 (ms)": route.p50_ms,
+            "p95 (ms)": route.p95_ms,
+            "p99 (ms)": route.p99_ms,
+            "mean (ms)": route.mean_ms,
+            "above largest bucket": ", ".join(route.at_least),
+            "share of user time (%)": (
                 None if route.time_share is None else round(route.time_share * 100, 1)
             ),
-            "alert": route.alert,
+            "p95 above": route.alert,
         }
         for route in routes
     ]
@@ -169,7 +169,7 @@ def _timeline_row(end: datetime, report: metrics.LatencyReport) -> dict[str, Any
     aggregate = report.aggregate
     counted = aggregate is not None and aggregate.count > 0
     values = {
-        f"p{round(q * 100)} ms": (
+        f"p{round(q * 100)} (ms)": (
             to_ms(aggregate.quantile(q)) if counted and aggregate else None
         )
         for q in QUANTILES
