@@ -497,6 +497,93 @@ def test_quantile_forces_monotonic_counts() -> None:
     assert estimate.value == pytest.approx(0.5)
 
 
+def decreasing_histogram(scale: int) -> str:
+    """Return a histogram whose cumulative bucket counts fall as the bound grows.
+
+    Raising the counts to a running maximum would give a p95 of 95 ms.
+    """
+    lines = ["# TYPE http_request_duration_seconds histogram"]
+    labels = 'route="/api/x",method="GET"'
+    for le, count in (("0.1", 1000), ("0.5", 500), ("1", 100), ("2", 10), ("+Inf", 1)):
+        lines.append(
+            f'http_request_duration_seconds_bucket{{{labels},le="{le}"}} '
+            f"{count * scale}"
+        )
+    lines.append(f"http_request_duration_seconds_count{{{labels}}} {scale}")
+    return "\n".join(lines) + "\n"
+
+
+def test_decreasing_buckets_not_monotonic() -> None:
+    stats = latency_quantiles(None, parse_exposition(decreasing_histogram(1))).route(
+        "/api/x"
+    )
+    assert stats is not None
+    assert not stats.monotonic
+    assert not stats.usable
+    assert [quantile.value for quantile in stats.quantiles] == [None, None, None]
+
+
+def test_decreasing_buckets_noted() -> None:
+    stats = latency_quantiles(None, parse_exposition(decreasing_histogram(1))).route(
+        "/api/x"
+    )
+    assert stats is not None
+    assert len(stats.notes) == 1
+    assert stats.notes[0].startswith(
+        'the bucket counts decrease at le="0.5", le="1", le="2", le="+Inf", but'
+    )
+
+
+def test_decreasing_buckets_spoil_aggregate() -> None:
+    report = latency_quantiles(None, parse_exposition(decreasing_histogram(1)))
+    assert report.aggregate is not None
+    assert not report.aggregate.usable
+    assert report.aggregate.quantile(0.95) == Quantile(0.95, None)
+    assert report.aggregate.notes[0].startswith(
+        "the sum includes 1 series whose bucket counts decrease"
+    )
+
+
+def test_decreasing_buckets_in_report_notes() -> None:
+    report = latency_quantiles(None, parse_exposition(decreasing_histogram(1)))
+    assert any("bucket counts of 1 histogram series" in n for n in report.notes)
+
+
+def test_decreasing_buckets_in_window() -> None:
+    before = parse_exposition(decreasing_histogram(1), scraped_at=0.0)
+    after = parse_exposition(decreasing_histogram(2), scraped_at=30.0)
+    report = latency_quantiles(before, after)
+    stats = report.route("/api/x")
+    assert stats is not None
+    assert not stats.monotonic
+    assert stats.quantile(0.95) == Quantile(0.95, None)
+    assert not report.reset_detected
+
+
+def test_decreasing_probe_route_keeps_aggregate() -> None:
+    text = decreasing_histogram(1).replace("/api/x", "/metrics")
+    text += 'http_request_duration_seconds_bucket{route="/api/y",le="0.1"} 5\n'
+    text += 'http_request_duration_seconds_bucket{route="/api/y",le="+Inf"} 10\n'
+    report = latency_quantiles(None, parse_exposition(text))
+    assert report.aggregate is not None
+    assert report.aggregate.monotonic
+    assert q(report.aggregate.quantile(0.5)).value == pytest.approx(0.1)
+
+
+def test_equal_buckets_are_monotonic() -> None:
+    text = 'h_bucket{le="0.1"} 4\nh_bucket{le="1"} 4\nh_bucket{le="+Inf"} 4\n'
+    stats = latency_quantiles(None, parse_exposition(text), metric="h").aggregate
+    assert stats is not None
+    assert stats.monotonic
+    assert stats.usable
+    assert stats.notes == []
+
+
+def test_decreasing_buckets_json_safe() -> None:
+    report = latency_quantiles(None, parse_exposition(decreasing_histogram(1)))
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
 def test_lower_bound_below_threshold_unknown() -> None:
     assert Quantile(0.95, 10.0, lower_bound=True).exceeds(20.0) is None
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from httpfixture import (
     RawServer,
+    Responder,
     gzip_of_zeros,
     load_recorded,
     oversized,
@@ -27,7 +28,7 @@ from httpfixture import (
     trickle,
 )
 
-from veerunbook.probe import ProbeResult, probe
+from veerunbook.probe import Expect, ProbeResult, default_total_timeout, probe
 from veerunbook.redact import Redactor
 
 MISBEHAVING = "health-misbehaving-responses"
@@ -467,6 +468,114 @@ def test_silent_server_hits_total_timeout() -> None:
     assert result.error_kind == "timeout"
     assert result.error is not None
     assert "0.5 s" in result.error
+
+
+# Bodies still arriving when the total timeout passes.
+
+METRICS_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+    b"Connection: close\r\n\r\n"
+)
+FIVE_XX_LINE = b'http_requests_total{route="/api/x",status="500"} 60\n'
+COMMENT_LINE = b"# still generating\n"
+
+
+def close_delimited_drip(lines: int, interval: float) -> Responder:
+    """Send a body without Content-Length or chunking, one line per ``interval``.
+
+    The body ends only when the connection closes, after ``lines`` comment lines.
+    """
+
+    def respond(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        conn.sendall(METRICS_HEAD + FIVE_XX_LINE)
+        for _ in range(lines):
+            if stop.wait(interval):
+                return
+            conn.sendall(COMMENT_LINE)
+
+    return respond
+
+
+def chunked_drip(interval: float) -> Responder:
+    """Send a chunked body, one chunk per ``interval``, until the server stops."""
+
+    def respond(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        while not stop.wait(interval):
+            conn.sendall(b"%x\r\n%s\r\n" % (len(COMMENT_LINE), COMMENT_LINE))
+
+    return respond
+
+
+@pytest.mark.parametrize("expect", ["health", "json", "text", "metrics"])
+def test_close_delimited_drip_is_cut(expect: Expect) -> None:
+    with RawServer(close_delimited_drip(lines=100, interval=0.05)) as server:
+        result = probe(
+            server.url("/metrics"),
+            name="drip",
+            expect=expect,
+            read_timeout=5,
+            total_timeout=0.5,
+        )
+    assert result.status == "error"
+    assert result.error_kind == "timeout"
+    assert result.truncated
+    assert result.declared_length is None
+    assert result.body_bytes >= len(FIVE_XX_LINE)
+    assert result.error == (
+        "The body was incomplete when the total timeout of 0.5 s passed, "
+        f"after {result.body_bytes} bytes."
+    )
+
+
+def test_chunked_drip_is_cut() -> None:
+    with RawServer(chunked_drip(interval=0.05)) as server:
+        result = probe(
+            server.url("/metrics"),
+            name="drip",
+            expect="metrics",
+            read_timeout=5,
+            total_timeout=0.5,
+        )
+    assert result.status == "error"
+    assert result.error_kind == "timeout"
+    assert result.truncated
+    assert result.error is not None
+    assert "total timeout of 0.5 s passed" in result.error
+
+
+def test_close_delimited_body_in_time_passes() -> None:
+    with RawServer(close_delimited_drip(lines=2, interval=0.05)) as server:
+        result = probe(
+            server.url("/metrics"),
+            name="drip",
+            expect="metrics",
+            read_timeout=5,
+            total_timeout=5,
+        )
+    assert result.status == "pass"
+    assert not result.truncated
+    assert result.text == (FIVE_XX_LINE + 2 * COMMENT_LINE).decode()
+
+
+def test_default_total_timeout_value() -> None:
+    assert default_total_timeout(2.0, 5.0) == 12.0
+
+
+def test_default_total_timeout_applied() -> None:
+    # Each line arrives well within the read timeout, so only the total stops it.
+    with RawServer(close_delimited_drip(lines=100, interval=0.02)) as server:
+        result = probe(
+            server.url("/metrics"),
+            name="drip",
+            expect="metrics",
+            connect_timeout=0.1,
+            read_timeout=0.2,
+        )
+    assert result.error_kind == "timeout"
+    assert result.error is not None
+    assert "total timeout of 0.5 s passed" in result.error
 
 
 def test_invalid_timeout_rejected() -> None:

@@ -28,8 +28,10 @@ class HistogramStats:
     """Observations of one histogram series, or of several summed by bucket.
 
     ``overflow`` counts the observations above the largest finite bucket bound.
-    ``usable`` is false when every observation is there or there is no finite bucket,
-    so that no quantile can be estimated.
+    ``monotonic`` is false when a cumulative bucket count is below that of a smaller
+    bound. ``usable`` is false then, and also when every observation is above the
+    largest finite bound or there is no finite bucket. An unusable series reports no
+    quantile.
     """
 
     method: str | None
@@ -42,6 +44,7 @@ class HistogramStats:
     overflow: float
     quantiles: list[Quantile]
     usable: bool
+    monotonic: bool = True
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -135,9 +138,20 @@ def latency_quantiles(
     aggregate = None
     if included:
         aggregate = _stats(_sum_by_bound(included), metric, wanted, None, False)
+    invalid = sum(not stats.monotonic for stats in series if not stats.probe)
+    if aggregate is not None and invalid:
+        reason = f"the sum includes {invalid} series whose bucket counts decrease"
+        _drop_quantiles(aggregate, reason)
     notes = list(window.notes)
     if not series:
         notes.append(f"the later scrape has no {metric}_bucket samples.")
+    broken = sum(not stats.monotonic for stats in series)
+    if broken:
+        notes.append(
+            f"the bucket counts of {broken} histogram series decrease as the bound"
+            " grows, so those series, and any sum that includes them, give no"
+            " quantile."
+        )
     if resets:
         notes.append(
             f"{resets} histogram series decreased without a process restart, so their"
@@ -263,7 +277,35 @@ def _stats(
         usable=usable,
     )
     stats.notes = _stats_notes(stats, total, metric)
+    decreasing = _decreasing_bounds(buckets)
+    if decreasing:
+        stats.monotonic = False
+        labels = ", ".join(_le_label(bound) for bound in decreasing[:5])
+        _drop_quantiles(stats, f"the bucket counts decrease at {labels}")
     return stats
+
+
+def _decreasing_bounds(buckets: dict[float, float]) -> list[float]:
+    """Return the bounds whose cumulative count is below that of a smaller bound."""
+    decreasing: list[float] = []
+    highest = -math.inf
+    for bound, count in sorted(buckets.items()):
+        if count < highest:
+            decreasing.append(bound)
+        highest = max(highest, count)
+    return decreasing
+
+
+def _drop_quantiles(stats: HistogramStats, reason: str) -> None:
+    # Prometheus's histogram_quantile raises such counts to a running maximum, which
+    # makes a plausible quantile of a broken exposition, so none is reported here.
+    stats.usable = False
+    stats.quantiles = [Quantile(item.q, None) for item in stats.quantiles]
+    stats.notes = [
+        f"{reason}, but a histogram's cumulative counts can only grow with the bound,"
+        " so no quantile is estimated. The exporter may write per-bucket counts"
+        " instead of cumulative ones."
+    ]
 
 
 def _stats_notes(stats: HistogramStats, total: float, metric: str) -> list[str]:
@@ -288,6 +330,10 @@ def _stats_notes(stats: HistogramStats, total: float, metric: str) -> list[str]:
             f" as at least {bound}."
         ]
     return []
+
+
+def _le_label(bound: float) -> str:
+    return 'le="+Inf"' if bound == math.inf else f'le="{bound:g}"'
 
 
 def _unit(metric: str) -> str:

@@ -128,7 +128,7 @@ def probe(
     json_body: Any = None,
     connect_timeout: float = 2.0,
     read_timeout: float = 5.0,
-    total_timeout: float = 10.0,
+    total_timeout: float | None = None,
     max_body_bytes: int = 2_000_000,
     client: httpx.Client | None = None,
     redactor: Redactor | None = None,
@@ -136,9 +136,11 @@ def probe(
     """Send one request and classify the response; network failures become results.
 
     ``connect_timeout`` and ``read_timeout`` bound each wait, in seconds, and neither
-    is longer than ``total_timeout``, which bounds the whole exchange: when it passes,
-    a watchdog thread shuts the connection's socket down, which ends a blocked read
-    of headers or body. With a caller's ``client`` the watchdog reaches connections
+    is longer than ``total_timeout``, which bounds the whole exchange and defaults to
+    ``connect_timeout + 2 * read_timeout``. When it passes, a watchdog thread shuts the
+    connection's socket down, which ends a blocked read of headers or body, and a body
+    still arriving then makes the result an ``error`` of kind ``timeout`` with
+    ``truncated`` set. With a caller's ``client`` the watchdog reaches connections
     that this call opens through httpx's default transport. NOTE: on a reused
     keep-alive connection it can act only once the response headers have arrived,
     and other transports are checked between body chunks only.
@@ -150,6 +152,8 @@ def probe(
     ``ValueError`` for an invalid URL, ``expect``, timeout or ``max_body_bytes``, and
     ``TypeError`` when ``json_body`` is not JSON-serialisable.
     """
+    if total_timeout is None:
+        total_timeout = default_total_timeout(connect_timeout, read_timeout)
     timeouts = (connect_timeout, read_timeout, total_timeout)
     _validate(url, expect, max_body_bytes, timeouts)
     mask = _masker(headers or {}, redactor)
@@ -185,6 +189,15 @@ def probe(
     level = logging.INFO if result.status == "error" else logging.DEBUG
     logger.log(level, "probe %s", result.summary())
     return result
+
+
+def default_total_timeout(connect_timeout: float, read_timeout: float) -> float:
+    """Return the default total timeout: one connect wait and two read waits.
+
+    Two read waits leave room for one full wait for the response head and one for
+    the body, while a server that keeps sending a little at a time is still stopped.
+    """
+    return connect_timeout + 2 * read_timeout
 
 
 def _validate(
@@ -238,6 +251,7 @@ def _send(
 ) -> httpx.HTTPError | None:
     """Send the request and read the raw body; return the transport error, if any."""
     deadline = time.monotonic() + limits.total
+    failure: httpx.HTTPError | None = None
     try:
         response = client.send(request, stream=True, follow_redirects=False)
         exchange.response = response
@@ -245,11 +259,15 @@ def _send(
             watchdog.watch(response.extensions.get("network_stream"))
             read_raw(response, exchange, limits.max_body_bytes, deadline)
         finally:
+            watchdog.stop()
             response.close()
     except httpx.HTTPError as exc:
-        exchange.deadline_passed = exchange.deadline_passed or watchdog.fired
-        return exc
-    return None
+        failure = exc
+
+    # The watchdog's shutdown ends a body without Content-Length or chunked framing
+    # as if the server had closed it, with no exception, so ask the watchdog.
+    exchange.deadline_passed = exchange.deadline_passed or watchdog.stop()
+    return failure
 
 
 def _record_response(

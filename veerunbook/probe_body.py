@@ -85,6 +85,7 @@ class Watchdog:
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
+        self._stopped = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._timer = threading.Timer(seconds, self._fire)
@@ -130,8 +131,22 @@ class Watchdog:
         if fired:
             _shut_down(duplicate)
 
+    def stop(self) -> bool:
+        """Stop watching and return whether the timeout passed before this call.
+
+        A true result means that the socket was shut down. A body without
+        Content-Length or chunked framing then ends as if the server had closed the
+        connection, with no exception, so it may be cut. A body that the server
+        finished just before the timeout also counts as cut.
+        """
+        with self._lock:
+            self._stopped = True
+            return self.fired
+
     def _fire(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
             self.fired = True
             sockets = list(self._sockets)
         for sock in sockets:

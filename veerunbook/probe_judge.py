@@ -95,7 +95,9 @@ def _judge_incomplete(
 ) -> None:
     """Classify a response whose body did not arrive or decode whole."""
     result.truncated = True
-    received = f"{result.body_bytes} of {result.declared_length or 'unknown'} bytes"
+    received = f"{result.body_bytes} bytes"
+    if result.declared_length is not None:
+        received = f"{result.body_bytes} of {result.declared_length} bytes"
     limit = limits.max_body_bytes
     if exchange.too_large:
         error = f"The body is larger than {limit} bytes, so only those were read."
@@ -105,8 +107,8 @@ def _judge_incomplete(
         _set(result, "fail", "too large", error)
     elif exchange.deadline_passed:
         error = (
-            f"The body was incomplete after the total timeout of {limits.total} s: "
-            f"{received}."
+            f"The body was incomplete when the total timeout of {limits.total} s "
+            f"passed, after {received}."
         )
         _set(result, "error", "timeout", error)
     elif isinstance(exc, httpx.TimeoutException):
