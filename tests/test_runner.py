@@ -401,3 +401,96 @@ def test_tempdir_unchanged_after_run(
     monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     _run("cell_error", archive)
     assert list(private_tmp.iterdir()) == []
+
+
+# The notebook writes_when_confirmed writes its state file only when "confirm" is
+# the incident id.
+UNUSED_TARGET = "http://127.0.0.1:9"
+
+
+def _run_writer(
+    archive: Path, state_file: Path, incident: str | None, **params: str
+) -> RunOutcome:
+    state_file.write_text("original")
+    return run_procedure(
+        "writes_when_confirmed",
+        incident=incident,
+        target=UNUSED_TARGET,
+        params={"state_file": str(state_file), **params},
+        archive=archive,
+        redactor=Redactor(),
+    )
+
+
+def test_confirm_mismatch_writes_nothing(archive: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(ParameterError, match="'confirm' is 'INC-OTHER' but the"):
+        _run_writer(archive, state, "INC-TEST", confirm="INC-OTHER")
+    assert not archive.exists()
+    assert state.read_text() == "original"
+
+
+def test_confirm_without_incident_writes_nothing(archive: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(ParameterError, match="given without --incident"):
+        _run_writer(archive, state, None, confirm="INC-TEST")
+    assert not archive.exists()
+    assert state.read_text() == "original"
+
+
+def test_writer_default_is_dry_run(archive: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    outcome = _run_writer(archive, state, "INC-TEST")
+    stdout = _stdout(_notebook(outcome))
+    assert outcome.status == "ok"
+    assert state.read_text() == "original"
+    assert [event["mode"] for event in _events(archive, "action")] == [
+        "intent",
+        "dry-run",
+    ]
+    assert "DRY-RUN: nothing will be changed; to carry out the actions run with " in (
+        stdout
+    )
+    assert "-p confirm INC-TEST" in stdout
+
+
+def test_writer_confirmed_executes(archive: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    outcome = _run_writer(archive, state, "INC-TEST", confirm="INC-TEST")
+    assert outcome.status == "ok"
+    assert state.read_text() == "changed"
+    assert [event["mode"] for event in _events(archive, "action")] == [
+        "intent",
+        "executed",
+    ]
+    assert "mode: executed" in _stdout(_notebook(outcome))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["-p", "confirm", "INC-TEST"], "given without --incident"),
+        (["--incident", "INC-TEST", "-p", "confirm", "INC-OTHER"], "but the incident"),
+    ],
+)
+def test_cli_confirm_check_exits_2(
+    archive: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    from veerunbook.cli import main
+
+    state = tmp_path / "state"
+    state.write_text("original")
+    archive = tmp_path / "archive-root"
+    arguments = ["run", "writes_when_confirmed", "--archive", str(archive), "--target"]
+    arguments += [UNUSED_TARGET, "-p", "state_file", str(state), *options]
+    exit_code = main(arguments)
+    errors = capsys.readouterr().err.splitlines()
+    assert exit_code == 2
+    assert len(errors) == 1
+    assert message in errors[0]
+    assert not archive.exists()
+    assert state.read_text() == "original"

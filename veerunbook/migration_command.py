@@ -1,32 +1,23 @@
 """The target's ``db_status`` command: run it bounded, mask its output, read it.
 
-``run_command`` runs a command from the target's configuration through ``/bin/sh``,
-because the configuration contains shell commands such as ``npm run db:status``. The
-command runs in a new process group, which is killed when the timeout passes. The
-result carries the exit code and the output with every secret masked.
-``read_status_output`` recognises the status lines of common migration tools and
-returns a ``Migrations`` summary.
+``run_command`` runs a command from the target's configuration through
+``veerunbook.shell``, which bounds the whole step by the timeout, keeps only the end
+of the output and masks every secret in it. ``read_status_output`` recognises the
+status lines of common migration tools and returns a ``Migrations`` summary.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import re
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from veerunbook import shell
 from veerunbook.db_migrations import Migrations
 from veerunbook.redact import Redactor
 
-_log = logging.getLogger("veerunbook.migration_command")
-
-# Output kept of each stream: the end, where tools print their summary.
-MAX_OUTPUT_CHARS = 16_000
+# Output kept of stdout and stderr together: the end, where tools print a summary.
+MAX_OUTPUT_CHARS = shell.MAX_OUTPUT_CHARS
 
 # "10 applied, 0 pending" (the demo's db-status) and knex's "Found 2 Pending ...".
 _APPLIED_COUNT = re.compile(r"\b(\d+)\s+(?:applied|completed)\b", re.IGNORECASE)
@@ -83,51 +74,23 @@ def run_command(command: str, *, timeout_s: float, redactor: Redactor) -> Comman
     """Run ``command`` with ``/bin/sh -c``; kill its process group after ``timeout_s``.
 
     Never raises for the command's failure: a command that cannot start, exits
-    non-zero or times out is a result. The environment is this process's, because
-    the command needs the database URL variable as the application does.
+    non-zero or times out is a result, and so is a command with a ``{name}``
+    placeholder, because a status command gets no values to fill in.
     """
-    masked_command = redactor.mask(command)
-    started = time.monotonic()
     try:
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        reason = redactor.mask(f"{exc.strerror or exc}")
-        return CommandResult(
-            masked_command, None, "", 0.0, error=f"cannot start: {reason}"
-        )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        # The shell's children (npm, node) share its process group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        timed_out = True
-    seconds = round(time.monotonic() - started, 3)
-    output = _decode(stdout) + _decode(stderr)
-    output = redactor.mask(output[-MAX_OUTPUT_CHARS:])
-    error = f"timed out after {timeout_s:g} s and was killed" if timed_out else None
-    if timed_out:
-        _log.warning("command %s timed out after %g s", masked_command, timeout_s)
+        result = shell.run_command(command, timeout_s=timeout_s, redactor=redactor)
+    except ValueError as exc:
+        error = redactor.mask(str(exc))
+        return CommandResult(redactor.mask(command), None, "", 0.0, error=error)
+    output = (result.stdout + result.stderr)[-MAX_OUTPUT_CHARS:]
     return CommandResult(
-        masked_command,
-        process.returncode,
+        result.command,
+        result.exit_code,
         output,
-        seconds,
-        timed_out=timed_out,
-        error=error,
+        result.duration_s,
+        timed_out=result.timed_out,
+        error=result.error,
     )
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
 
 
 def read_status_output(result: CommandResult) -> Migrations:

@@ -52,10 +52,12 @@ from veerunbook.paramtypes import (
 )
 
 __all__ = [
+    "CONFIRM_PARAM",
     "STANDARD_PARAMETERS",
     "ParamSpec",
     "ParamType",
     "ResolvedParameters",
+    "check_confirmation",
     "read_parameters",
     "resolve_parameters",
     "validate_values",
@@ -63,6 +65,10 @@ __all__ = [
 
 STANDARD_PARAMETERS = ("incident", "target", "archive")
 """Parameters the runner injects into every procedure from its own options."""
+
+CONFIRM_PARAM = "confirm"
+"""The parameter of a procedure that changes its target: the incident id, to carry
+out its actions, or empty for a dry-run."""
 
 SECRET_NAME_PARTS = frozenset(
     {
@@ -227,6 +233,29 @@ def validate_values(
         checked[name] = check_value(spec.type, name, value, "the caller")
         spec.check_range(checked[name], "the caller")
     return checked
+
+
+def check_confirmation(values: Mapping[str, Any], incident: str | None) -> None:
+    """Raise ParameterError unless ``confirm`` is empty or equals ``incident``.
+
+    ``incident`` is the id given with ``--incident``, or None when the run opens a
+    new incident, whose id nobody could have confirmed.
+    """
+    confirm = values.get(CONFIRM_PARAM, "")
+    if not confirm:
+        return
+    if incident is None:
+        raise ParameterError(
+            f"parameter {CONFIRM_PARAM!r} is given without --incident; give "
+            f"--incident with the same id to carry out the actions, or leave "
+            f"{CONFIRM_PARAM} empty for a dry-run."
+        )
+    if confirm != incident:
+        raise ParameterError(
+            f"parameter {CONFIRM_PARAM!r} is {confirm!r} but the incident is "
+            f"{incident!r}; give {CONFIRM_PARAM} the incident id exactly, or leave "
+            "it empty for a dry-run."
+        )
 
 
 def _reject_secret(name: str, value: Any) -> None:

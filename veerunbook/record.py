@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 RUN_ID_ENV = "VEERUNBOOK_RUN_ID"
 INCIDENT_ENV = "VEERUNBOOK_INCIDENT"
 CHECK_STATUSES = ("pass", "warn", "fail", "error", "skip")
-ACTION_MODES = ("dry-run", "executed", "refused")
+# "intent" is journaled before anything else of a guarded action; the others end it
+# (see veerunbook.actions).
+ACTION_MODES = ("intent", "dry-run", "refused", "already-done", "executed", "failed")
 RUN_STATUSES = ("ok", "findings", "failed", "aborted")
 FAILING_STATUSES = frozenset({"fail", "error"})
 
@@ -251,7 +253,7 @@ class RunContext:
         return self._append("note", {**fields, "text": text})
 
     def action(self, name: str, mode: str, **fields: Any) -> dict[str, Any]:
-        """Journal an action whose ``mode`` is dry-run, executed or refused."""
+        """Journal an action step; ``mode`` is one of ``ACTION_MODES``."""
         _require_text("action name", name)
         _require_choice("action mode", mode, ACTION_MODES)
         record = self._append("action", {**fields, "name": name, "mode": mode})

@@ -47,6 +47,7 @@ from veerunbook.nbstate import annotate, assess_execution, write_archive
 from veerunbook.params import (
     STANDARD_PARAMETERS,
     ResolvedParameters,
+    check_confirmation,
     read_parameters,
     validate_values,
 )
@@ -123,14 +124,16 @@ def run_procedure(
 
     ``incident`` None opens a new incident. ``timeout`` limits the whole run and
     ``cell_timeout`` each cell, both in seconds. Raises UsageError (nothing written)
-    for an invalid incident id, procedure or parameter, and ValueError for a
-    non-positive timeout. A failed or aborted run is returned, not raised.
+    for an invalid incident id, procedure or parameter, including a ``confirm``
+    that is not the id given as ``incident``, and ValueError for a non-positive
+    timeout. A failed or aborted run is returned, not raised.
     """
     # Validate everything before anything is written.
     incident_id = new_incident_id() if incident is None else incident
     validate_incident_id(incident_id)
     found = find_procedure(procedure)
     values = _checked_parameters(found, params)
+    check_confirmation(values, incident)
     _check_timeouts(timeout, cell_timeout)
     guard = InterruptGuard(timeout)
     root = Path(archive).absolute()
