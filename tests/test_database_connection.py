@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from veerunbook.simulator import start_target
 
 PROCEDURE = "database-connection"
 WINDOW = {"window_seconds": 2.0}
+# A number glued to a percent sign ("100%"): the messages put a space before it.
+GLUED_PERCENT = re.compile(r"\d%")
 
 
 @dataclass
@@ -103,6 +106,23 @@ def _actions(run: Run) -> list[str]:
     return [option["action"] for option in _recovery(run)]
 
 
+def _ranks(run: Run) -> list[int | None]:
+    return [option["rank"] for option in _recovery(run)]
+
+
+def _texts(run: Run) -> list[str]:
+    """Return every check summary, note text and recovery evidence of the run."""
+    texts = [str(e.get("summary") or e.get("text") or "") for e in run.events]
+    texts += [option["evidence"] for option in _recovery(run)]
+    return texts
+
+
+def _plot_outputs(notebook: Path) -> list[dict[str, Any]]:
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "".join(c["source"]) == "d.plot_pool()")
+    return list(cell["outputs"])
+
+
 def test_pool_exhaustion_completes(demo_runs: dict[str, Run]) -> None:
     run = demo_runs["pool-exhaustion"]
     assert run.outcome.status == "findings", run.outcome.reason
@@ -111,7 +131,9 @@ def test_pool_exhaustion_completes(demo_runs: dict[str, Run]) -> None:
 
 def test_pool_exhaustion_diagnosis(demo_runs: dict[str, Run]) -> None:
     diagnosis = demo_runs["pool-exhaustion"].note("diagnosis")
-    assert diagnosis[0].startswith("connection pool exhausted: pool 100% in use")
+    assert isinstance(diagnosis, str)
+    assert "\n" not in diagnosis
+    assert diagnosis.startswith("connection pool exhausted: pool 100 % in use")
 
 
 def test_pool_exhaustion_pool_check(demo_runs: dict[str, Run]) -> None:
@@ -122,16 +144,18 @@ def test_pool_exhaustion_pool_check(demo_runs: dict[str, Run]) -> None:
     assert check["evidence"]["max_waiting"] >= 10
     assert check["evidence"]["last"]["active"] == 20.0
     assert check["evidence"]["last"]["max"] == 20.0
+    assert check["summary"].startswith("up to 100 % in use (20 of 20 at the end)")
 
 
 def test_pool_exhaustion_restart(demo_runs: dict[str, Run]) -> None:
-    options = _recovery(demo_runs["pool-exhaustion"])
-    restart = [o for o in options if o["action"].startswith("Restart the application")]
-    assert len(restart) == 1
-    assert "pool 100% in use with up to" in restart[0]["evidence"]
-    assert "client pool timeouts in the error logs" in restart[0]["evidence"]
-    assert "the database accepts direct connections" in restart[0]["evidence"]
-    assert restart[0]["confidence"] == "high"
+    run = demo_runs["pool-exhaustion"]
+    restart = _recovery(run)[0]
+    assert _ranks(run) == [1, None, None]
+    assert restart["action"].startswith("Restart the application")
+    assert "pool 100 % in use with up to" in restart["evidence"]
+    assert "client pool timeouts in the error logs" in restart["evidence"]
+    assert "the database accepts direct connections" in restart["evidence"]
+    assert restart["confidence"] == "high"
 
 
 def test_pool_exhaustion_log_errors(demo_runs: dict[str, Run]) -> None:
@@ -139,6 +163,19 @@ def test_pool_exhaustion_log_errors(demo_runs: dict[str, Run]) -> None:
     by_kind = check["evidence"]["by_kind"]
     assert list(by_kind) == ["client pool timeout"]
     assert by_kind["client pool timeout"] > 0
+    assert (
+        "error entries of the last 15 min (client pool timeout: " in (check["summary"])
+    )
+
+
+def test_pool_plot_is_drawn(demo_runs: dict[str, Run]) -> None:
+    outputs = _plot_outputs(demo_runs["pool-exhaustion"].outcome.notebook)
+    assert [o for o in outputs if "image/png" in o.get("data", {})] != []
+
+
+def test_pool_table_has_clock_time(demo_runs: dict[str, Run]) -> None:
+    assert "time (UTC)" in demo_runs["pool-exhaustion"].outputs
+    assert "in use (%)" in demo_runs["pool-exhaustion"].outputs
 
 
 def test_outage_endpoint_fails(demo_runs: dict[str, Run]) -> None:
@@ -147,18 +184,29 @@ def test_outage_endpoint_fails(demo_runs: dict[str, Run]) -> None:
     assert check["evidence"]["http_status"] == 503
 
 
+def test_outage_integrity_is_skipped(demo_runs: dict[str, Run]) -> None:
+    # The endpoint cannot check integrity while its database is unreachable.
+    check = demo_runs["db-outage"].check("data integrity (endpoint)")
+    assert check["status"] == "skip"
+    assert check["summary"] == (
+        "the database endpoint did not check integrity (skip): database unreachable"
+    )
+
+
 def test_outage_diagnosis(demo_runs: dict[str, Run]) -> None:
     diagnosis = demo_runs["db-outage"].note("diagnosis")
-    assert diagnosis[0].startswith(
+    assert diagnosis == (
         "database unreachable from the application: connect ECONNREFUSED "
-        "192.0.2.10:5432"
+        "192.0.2.10:5432; the database accepts direct connections from here, so "
+        "check the application's network path to it and its database URL"
     )
-    assert "restarting the application will not help" in diagnosis[0]
 
 
-def test_outage_recommends_no_restart(demo_runs: dict[str, Run]) -> None:
-    assert not any(
-        action.startswith("Restart") for action in _actions(demo_runs["db-outage"])
+def test_outage_ranks_nothing(demo_runs: dict[str, Run]) -> None:
+    run = demo_runs["db-outage"]
+    assert _ranks(run) == [None, None, None]
+    assert _recovery(run)[0]["evidence"].startswith(
+        "no evidence: the pool was exhausted in none of 2 scrapes (up to 0 % in use)"
     )
 
 
@@ -174,8 +222,9 @@ def test_corruption_integrity_fails(demo_runs: dict[str, Run]) -> None:
 
 
 def test_corruption_recommends_rollback(demo_runs: dict[str, Run]) -> None:
-    options = _recovery(demo_runs["data-corruption"])
-    assert len(options) == 1
+    run = demo_runs["data-corruption"]
+    options = _recovery(run)
+    assert _ranks(run) == [1, None, None]
     assert options[0]["action"].startswith(
         "Roll back the recent migration (0010_create_security_tables, applied "
     )
@@ -188,8 +237,8 @@ def test_corruption_recommends_rollback(demo_runs: dict[str, Run]) -> None:
 def test_healthy_exits_0(demo_runs: dict[str, Run]) -> None:
     run = demo_runs["healthy"]
     assert run.outcome.exit_code == 0, run.outcome.counts
-    assert run.note("diagnosis") == []
-    assert _recovery(run) == []
+    assert run.note("diagnosis") == "no database problem found"
+    assert _ranks(run) == [None, None, None]
 
 
 def test_healthy_pool_is_low(demo_runs: dict[str, Run]) -> None:
@@ -214,8 +263,17 @@ def test_demo_migrations_from_command(demo_runs: dict[str, Run]) -> None:
     assert check["evidence"]["pending"] == 0
 
 
-def test_pool_plot_is_drawn(demo_runs: dict[str, Run]) -> None:
-    assert "<Figure size" in demo_runs["pool-exhaustion"].outputs
+def test_percent_signs_are_spaced(demo_runs: dict[str, Run]) -> None:
+    for scenario, run in demo_runs.items():
+        glued = [text for text in _texts(run) if GLUED_PERCENT.search(text)]
+        assert glued == [], scenario
+
+
+def test_ranks_count_from_one(demo_runs: dict[str, Run]) -> None:
+    for scenario, run in demo_runs.items():
+        ranked = [rank for rank in _ranks(run) if rank is not None]
+        assert ranked == list(range(1, len(ranked) + 1)), scenario
+        assert _ranks(run)[: len(ranked)] == ranked, scenario
 
 
 def test_nothing_executed(demo_runs: dict[str, Run]) -> None:
@@ -230,22 +288,96 @@ def _free_port() -> int:
     return port
 
 
-def test_down_target_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("VEERUNBOOK_CONFIG", raising=False)
-    run = _run(tmp_path, f"http://127.0.0.1:{_free_port()}", "INC-DB-DOWN")
-    endpoint = run.check("database endpoint")
-    assert run.outcome.exit_code == 1, run.outcome.reason
-    assert run.outcome.status == "findings"
-    assert endpoint["status"] == "error"
-    assert "refused the connection" in endpoint["summary"]
-    assert run.check("connection pool")["status"] == "error"
-    assert "refused the connection" in run.check("connection pool")["summary"]
-    assert run.check("database URL")["summary"] == (
-        "$DATABASE_URL is not set; the application cannot find its database"
+@pytest.fixture(scope="module")
+def down_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    archive = tmp_path_factory.mktemp("down")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("DATABASE_URL", raising=False)
+        patch.delenv("VEERUNBOOK_CONFIG", raising=False)
+        return _run(archive, f"http://127.0.0.1:{_free_port()}", "INC-DB-DOWN")
+
+
+def _base_url(run: Run) -> str:
+    started = next(e for e in run.events if e["event"] == "run.started")
+    return str(started["target"])
+
+
+def test_down_target_completes(down_run: Run) -> None:
+    assert down_run.outcome.exit_code == 1, down_run.outcome.reason
+    assert down_run.outcome.status == "findings"
+
+
+def test_down_target_is_one_error(down_run: Run) -> None:
+    errors = [
+        e for e in down_run.events if e["event"] == "check" and e["status"] == "error"
+    ]
+    assert [e["name"] for e in errors] == ["target"]
+    assert errors[0]["summary"] == (
+        f"target unreachable: connection refused at {_base_url(down_run)} (every "
+        "request failed); check that the service is running, then run triage"
     )
-    assert run.note("diagnosis")[0].startswith(
-        "the application does not answer at its database endpoint"
+    assert not [e for e in down_run.events if e.get("status") == "fail"]
+
+
+def test_down_target_diagnosis(down_run: Run) -> None:
+    assert down_run.note("diagnosis") == (
+        f"target unreachable: connection refused at {_base_url(down_run)} (every "
+        "request failed); check that the service is running, then run triage"
+    )
+
+
+def test_down_target_skips_its_steps(down_run: Run) -> None:
+    reason = f"target unreachable: connection refused at {_base_url(down_run)}"
+    pool = down_run.check("connection pool")
+    logs = down_run.check("database errors in logs")
+    assert pool["status"] == "skip"
+    assert pool["summary"] == f"not sampled: {reason}"
+    assert logs["status"] == "skip"
+    assert logs["summary"] == f"error logs not read: {reason}"
+
+
+def test_down_target_fails_fast(down_run: Run) -> None:
+    # One retry, 3 s after the first scrape, and no sampling window.
+    assert "retrying once in 3 s" in down_run.outputs
+    assert "sampling metrics: scrape" not in down_run.outputs
+
+
+def test_down_target_unset_url_is_skip(down_run: Run) -> None:
+    check = down_run.check("database URL")
+    assert check["status"] == "skip"
+    assert check["summary"] == (
+        "$DATABASE_URL is not set; set DATABASE_URL or the target's "
+        "database_url_env to check the database directly"
+    )
+
+
+def test_down_target_ranks_nothing(down_run: Run) -> None:
+    options = _recovery(down_run)
+    assert _ranks(down_run) == [None, None, None, None]
+    assert options[0]["action"] == (
+        "Restart the application's service if triage confirms it is down"
+    )
+    assert options[0]["source"] == "service"
+
+
+def test_named_url_variable_missing_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "veerunbook.toml"
+    config.write_text(
+        "[targets.staging]\n"
+        f'base_url = "http://127.0.0.1:{_free_port()}"\n'
+        'database_url_env = "VEERUNBOOK_TEST_MISSING_DB"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("VEERUNBOOK_CONFIG", str(config))
+    monkeypatch.delenv("VEERUNBOOK_TEST_MISSING_DB", raising=False)
+    run = _run(tmp_path / "archive", "staging", "INC-DB-NAMED")
+    check = run.check("database URL")
+    assert check["status"] == "warn"
+    assert check["summary"] == (
+        "$VEERUNBOOK_TEST_MISSING_DB is not set, although the target's "
+        "database_url_env names it; set it to check the database directly"
     )
 
 
@@ -324,7 +456,7 @@ def _blocker_pid(run: Run) -> int:
 def test_postgres_run_completes(postgres_run: Run) -> None:
     # Waits shorter than 60 s and transactions idle for less than 5 min only warn.
     assert postgres_run.outcome.status == "ok", postgres_run.outcome.reason
-    assert postgres_run.note("diagnosis")[0].startswith("lock blocking: 2 sessions")
+    assert postgres_run.note("diagnosis").startswith("lock blocking: 2 sessions")
     assert postgres_run.check("direct connection")["status"] == "pass"
     assert postgres_run.check("database URL")["evidence"]["state"] == "postgresql"
 

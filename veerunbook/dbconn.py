@@ -5,8 +5,10 @@ the database health endpoint, the database URL and a direct connection, the
 application's connection pool, the database errors in the logs, the server's
 sessions, the migration status, then the recovery options and the diagnosis. Each
 method journals what it checked, keeps its facts in ``DbFacts`` and returns a table
-or ``Nothing``. A dead, slow or lying target or database gives ``error`` or ``fail``
-checks, never an exception. The procedure changes nothing on the target.
+or ``Nothing``. A dead, slow or lying target or database gives ``error``, ``fail``
+or ``skip`` checks, never an exception. When the target does not respond at all,
+the steps that need it skip with that reason, and the direct database checks run.
+The procedure changes nothing on the target.
 """
 
 from __future__ import annotations
@@ -17,15 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from veerunbook import dbconn_pg
 from veerunbook.dbcheck import DatabaseUrl, read_database_url, secret_values
-from veerunbook.dbconn_advice import DbFacts, diagnose, recovery_options
+from veerunbook.dbconn_advice import DbFacts, diagnosis_line
 from veerunbook.dbconn_direct import check_sqlite_file, connect_postgres
-from veerunbook.dbconn_logs import read_database_errors
+from veerunbook.dbconn_endpoint import (
+    check_integrity,
+    first_value,
+    integrity_word,
+    pool_figures,
+    probe_endpoint,
+)
+from veerunbook.dbconn_logs import read_database_errors, skip_database_errors
 from veerunbook.dbconn_migrations import read_migration_status
-from veerunbook.dbconn_pool import check_pool, draw_pool, pool_window
+from veerunbook.dbconn_plot import draw_pool
+from veerunbook.dbconn_pool import check_pool, pool_window
+from veerunbook.dbconn_recovery import recovery_options
+from veerunbook.dbconn_url import check_url
 from veerunbook.metrics_series import sample_series, session_fetch
-from veerunbook.probe import ProbeResult
 from veerunbook.session import Session
-from veerunbook.triage_signals import data_corruption
 from veerunbook.triage_tables import Nothing, frame
 
 if TYPE_CHECKING:
@@ -34,14 +44,6 @@ if TYPE_CHECKING:
 # The pool is scraped about every 5 s of the window, at most 6 times.
 POOL_SAMPLE_SECONDS = 5.0
 MAX_POOL_SCRAPES = 6
-# Pool figure names of the health body: the application's own and pg-pool's.
-_POOL_KEYS = {
-    "total": ("total", "totalCount"),
-    "active": ("active", "activeCount", "used"),
-    "idle": ("idle", "idleCount"),
-    "waiting": ("waiting", "waitingCount"),
-    "max": ("max", "maxCount", "size"),
-}
 _LATENCY_KEYS = ("queryLatencyMs", "latencyMs", "latency_ms", "responseTimeMs")
 _STATUS_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 
@@ -54,39 +56,40 @@ class DatabaseConnection:
     facts: DbFacts = field(default_factory=DbFacts)
 
     # Step 1: the database health endpoint.
-    def probe_database_endpoint(self) -> pd.DataFrame | Nothing:
-        """Probe the target's database health endpoint; read pool and integrity."""
-        result = self.session.probe("database", name="database endpoint")
+    def probe_database_endpoint(
+        self, progress: Callable[[str], None] | None = print
+    ) -> pd.DataFrame | Nothing:
+        """Probe the target's database health endpoint; read pool and integrity.
+
+        A target that responds neither here nor to a metrics scrape and its retry
+        is unreachable. One ``error`` check records that, and the steps that need
+        the target skip.
+        """
+        found = probe_endpoint(self.session, progress)
+        result = found.probe
         self.facts.endpoint = result
+        if found.unreachable:
+            self.facts.unreachable = found.unreachable
+            self.facts.base_url = found.url or ""
+            return Nothing(self._unreachable())
         body = result.json if isinstance(result.json, dict) else {}
-        self.facts.endpoint_pool = _pool_figures(body)
+        self.facts.endpoint_pool = pool_figures(body)
         error = body.get("error")
         self.facts.endpoint_error = str(error) if error else None
-        self._check_integrity(result, body)
+        self.facts.integrity = integrity_word(body)
+        self.facts.integrity_problem = check_integrity(self.session, result)
         pool = {f"pool {key}": value for key, value in self.facts.endpoint_pool.items()}
         row = {
             "status": result.status,
             "HTTP": result.http_status,
-            "latency ms": result.latency_ms,
+            "latency (ms)": result.latency_ms,
             "reported": body.get("status"),
-            "query latency ms": _first(body, _LATENCY_KEYS),
+            "query latency (ms)": first_value(body, _LATENCY_KEYS),
             **pool,
-            "integrity": self.facts.integrity_problem or _integrity_word(body),
+            "integrity": self.facts.integrity_problem or self.facts.integrity,
             "error": self.facts.endpoint_error or result.error or "",
         }
         return frame([row])
-
-    def _check_integrity(self, result: ProbeResult, body: dict[str, Any]) -> None:
-        problem = data_corruption({"database": result})
-        self.facts.integrity_problem = problem
-        if "integrity" not in body and problem is None:
-            return
-        self.session.run.check(
-            "data integrity (endpoint)",
-            "fail" if problem else "pass",
-            evidence=body.get("integrity"),
-            summary=problem or "the database endpoint reports its data valid",
-        )
 
     # Step 2: the configured database URL.
     def check_database_url(self) -> pd.DataFrame | Nothing:
@@ -96,17 +99,7 @@ class DatabaseConnection:
         for value in secret_values(url):
             self.session.redactor.add(value)
         self.facts.url = url
-        status = {"unsupported": "warn"}.get(
-            url.state, "pass" if url.usable else "fail"
-        )
-        self.session.run.check(
-            "database URL",
-            status,
-            observed=url.state,
-            expected="a postgresql:// or sqlite:/// URL",
-            evidence=url.to_dict(),
-            summary=url.problem or f"{url.state} URL in ${url.env_name}: {url.shown}",
-        )
+        check_url(self.session.run, url)
         return _vertical(url.to_dict())
 
     # Step 2: a direct connection, timed.
@@ -132,6 +125,10 @@ class DatabaseConnection:
         self, window_seconds: float, progress: Callable[[str], None] | None = print
     ) -> pd.DataFrame | Nothing:
         """Scrape the pool gauges over ``window_seconds``; check utilisation."""
+        if self.facts.unreachable:
+            reason = f"not sampled: {self._unreachable()}"
+            self.session.run.check("connection pool", "skip", summary=reason)
+            return Nothing(reason)
         intervals = int(window_seconds // POOL_SAMPLE_SECONDS)
         series = sample_series(
             session_fetch(self.session, record=False),
@@ -142,17 +139,24 @@ class DatabaseConnection:
         pool = pool_window(series)
         self.facts.pool = pool
         check_pool(self.session.run, pool)
-        reason = pool.failed[0] if pool.failed else "no pool gauges in the metrics"
+        reason = pool.failure_reason() or "no pool gauges in the metrics"
         return frame(pool.rows(), f"no pool figures: {reason}")
 
     def plot_pool(self) -> Any:
         """Draw the pool over the window (None when there is nothing to draw)."""
-        return draw_pool(self.facts.pool) if self.facts.pool else None
+        if self.facts.pool is None:
+            print("the pool was not sampled: nothing to plot")
+            return None
+        return draw_pool(self.facts.pool)
 
     # Step 4: connection errors in the application's logs.
     def read_connection_errors(self, last: str = "15m") -> pd.DataFrame | Nothing:
         """Classify the database errors of the target's recent error logs."""
-        self.facts.errors = read_database_errors(self.session, last)
+        if self.facts.unreachable:
+            reason = self._unreachable()
+            self.facts.errors = skip_database_errors(self.session, last, reason)
+        else:
+            self.facts.errors = read_database_errors(self.session, last)
         return self.facts.errors.table()
 
     # Step 4: the PostgreSQL server's sessions.
@@ -192,24 +196,30 @@ class DatabaseConnection:
         reason = last.summary if last is not None else "nothing was read"
         return frame(rows, f"no migration status: {reason}")
 
-    # Step 6: the runbook's recovery actions that the evidence supports.
-    def recovery_options(self) -> pd.DataFrame | Nothing:
-        """List the recovery actions with their evidence; none is executed."""
-        options = recovery_options(self.facts)
+    # Step 6: the runbook's recovery actions, ranked by the evidence for them.
+    def recovery_options(self) -> pd.DataFrame:
+        """List every recovery option with its evidence and rank; none is executed."""
+        options = [option.to_dict() for option in recovery_options(self.facts)]
+        ranked = sum(1 for option in options if option["rank"] is not None)
         self.session.run.note(
-            f"{len(options)} recovery options; none was executed",
-            recovery_options=[option.to_dict() for option in options],
+            f"{len(options)} recovery options, {ranked} ranked; none was executed",
+            recovery_options=options,
         )
-        rows = [option.to_dict() for option in options]
-        return frame(rows, _nothing_to_recover(self.facts))
+        import pandas as pd
+
+        rows = [option | {"rank": option["rank"] or "-"} for option in options]
+        columns = ["rank", "action", "evidence", "confidence", "source"]
+        return pd.DataFrame(rows, columns=columns)
 
     # Step 7: the diagnosis and the summary.
     def diagnosis(self) -> str:
         """Return the diagnosis line and journal it."""
-        problems = diagnose(self.facts)
-        text = "; also ".join(problems) if problems else "no database problem found"
-        self.session.run.note(f"diagnosis: {text}", diagnosis=problems)
-        return f"diagnosis: {text}"
+        line = diagnosis_line(self.facts)
+        self.session.run.note(f"diagnosis: {line}", diagnosis=line)
+        return f"diagnosis: {line}"
+
+    def _unreachable(self) -> str:
+        return f"target unreachable: {self.facts.unreachable} at {self.facts.base_url}"
 
     def summary(self) -> pd.DataFrame:
         """Return every check of the run as a table, worst first."""
@@ -242,33 +252,3 @@ def _shown(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return value if isinstance(value, str) else repr(value)
-
-
-def _nothing_to_recover(facts: DbFacts) -> str:
-    if diagnose(facts):
-        return (
-            "none of the runbook's recovery actions fits these findings: restarting "
-            "the application, scaling or rolling back the database would not help"
-        )
-    return "nothing to recover: no database problem found"
-
-
-def _pool_figures(body: dict[str, Any]) -> dict[str, float]:
-    pool = body.get("pool") or body.get("connections")
-    if not isinstance(pool, dict):
-        return {}
-    figures = {}
-    for name, keys in _POOL_KEYS.items():
-        value = _first(pool, keys)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            figures[name] = float(value)
-    return figures
-
-
-def _first(body: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    return next((body[key] for key in keys if key in body), None)
-
-
-def _integrity_word(body: dict[str, Any]) -> str:
-    integrity = body.get("integrity")
-    return str(integrity.get("status", "")) if isinstance(integrity, dict) else ""

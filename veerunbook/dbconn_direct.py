@@ -2,7 +2,8 @@
 
 PostgreSQL is reached through ``veerunbook.pg_collect.connect_timing``. A SQLite
 file is opened read-only by ``veerunbook.sqlite_check``, which also checks its
-integrity and whether a writer holds its lock.
+integrity and whether a writer holds its lock. A SQLite path that is no regular
+file is never opened, and the integrity and lock checks skip with its reason.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def check_sqlite_file(session: Session, path: Path, timeout_s: float) -> SqliteR
         )
     else:
         summary = f"cannot read {report.path}: {report.error}"
+    if report.notes:
+        summary += "; " + "; ".join(report.notes)
     run.check(
         "direct connection",
         "pass" if report.ok else "fail",
@@ -73,6 +76,11 @@ def check_sqlite_file(session: Session, path: Path, timeout_s: float) -> SqliteR
         evidence=report.to_dict(),
         summary=summary,
     )
+    if not report.opened:
+        reason = f"not run, because the file was not opened: {report.error}"
+        run.check(f"sqlite {report.integrity_check}", "skip", summary=reason)
+        run.check("sqlite write lock", "skip", summary=reason)
+        return report
     if report.integrity_ok is not None:
         run.check(
             f"sqlite {report.integrity_check}",

@@ -29,6 +29,7 @@ from veerunbook.pg_errors import (
     classify_error,
     is_sqlstate,
 )
+from veerunbook.text import counted
 from veerunbook.triage_tables import Nothing, frame
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 # The runbook's critical alert: database connection failures above 10 in 1 minute.
 CONNECTION_FAILURES_PER_MINUTE_FAIL = 10
+FAILURES_EXPECTED = "at most 10 per minute (critical alert line: more than 10 in 1 min)"
 _MINUTE = timedelta(minutes=1)
 # Kinds that mean a connection could not be made or checked out. A timeout counts
 # only without a SQLSTATE: with one (57014, 55P03) it ended a statement.
@@ -127,7 +129,7 @@ class DatabaseErrors:
             for (kind, sqlstate), found in groups.items()
         ]
         rows.sort(key=lambda row: -int(row["count"]))
-        return frame(rows, f"no database errors in the last {self.last}")
+        return frame(rows, f"no database errors in the last {span(self.last)}")
 
 
 def _group_row(
@@ -149,21 +151,47 @@ def _group_row(
     }
 
 
+def span(last: str) -> str:
+    """Return a log window such as ``15m`` or ``2h`` in words: "15 min", "2 h"."""
+    units = {"s": "s", "m": "min", "h": "h", "d": "d"}
+    number, unit = last[:-1], last[-1:]
+    if number.isdigit() and unit in units:
+        return f"{number} {units[unit]}"
+    return last
+
+
 def read_database_errors(session: Session, last: str = "15m") -> DatabaseErrors:
-    """Read and classify the error logs of the last ``last``; journal the counts."""
+    """Read and classify the error logs of the last ``last``; journal one check."""
     found = DatabaseErrors(last)
     result = session.probe(
-        "logs", name="error logs", expect="json", query=f"level=error&last={last}"
+        "logs",
+        name="error logs",
+        expect="json",
+        query=f"level=error&last={last}",
+        record=False,
     )
     entries = _entries(result.json)
     if result.status != "pass" or entries is None:
-        found.problem = f"the error logs could not be read: {result.summary()}"
-        session.run.check("database errors in logs", "error", summary=found.problem)
+        reason = result.error or "; ".join(result.reasons) or "no log entry list"
+        found.problem = f"the error logs could not be read: {reason}"
+        session.run.check(
+            "database errors in logs",
+            "error",
+            evidence={"probe": result.to_dict()},
+            summary=found.problem,
+        )
         return found
     found.entries = len(entries)
     found.errors = classify_entries(entries)
-    _check(session, found)
+    _check(session, found, result.latency_ms)
     return found
+
+
+def skip_database_errors(session: Session, last: str, reason: str) -> DatabaseErrors:
+    """Journal the log step as skipped for ``reason``, without a request."""
+    problem = f"error logs not read: {reason}"
+    session.run.check("database errors in logs", "skip", summary=problem)
+    return DatabaseErrors(last, problem=problem)
 
 
 def classify_entries(entries: Sequence[Any]) -> list[DatabaseError]:
@@ -197,7 +225,7 @@ def _classify(record: LogRecord) -> DatabaseError:
     return DatabaseError(record.time, message, classify_error(message, code))
 
 
-def _check(session: Session, found: DatabaseErrors) -> None:
+def _check(session: Session, found: DatabaseErrors, latency_ms: float | None) -> None:
     peak = found.peak_per_minute
     failures = sum(1 for error in found.errors if error.is_connection_failure)
     status = "pass"
@@ -205,18 +233,21 @@ def _check(session: Session, found: DatabaseErrors) -> None:
         status = "warn"
     if peak > CONNECTION_FAILURES_PER_MINUTE_FAIL:
         status = "fail"
-    kinds = ", ".join(f"{n} {kind}" for kind, n in found.to_dict()["by_kind"].items())
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in found.to_dict()["by_kind"].items())
+    summary = (
+        f"{counted(len(found.errors), 'database error')} in "
+        f"{counted(found.entries, 'error entry', 'error entries')} of the last "
+        f"{span(found.last)}"
+    )
+    if kinds:
+        summary += f" ({kinds})"
+    summary += f"; peak {counted(peak, 'connection failure')} in one minute"
     session.run.check(
         "database errors in logs",
         status,
         observed=peak,
         unit="connection failures per minute (peak)",
-        expected="<= 10 per minute (critical alert)",
-        evidence=found.to_dict(),
-        summary=(
-            f"{len(found.errors)} database errors in {found.entries} error entries of "
-            f"the last {found.last}"
-            + (f": {kinds}" if kinds else "")
-            + f"; peak {peak} connection failures in one minute"
-        ),
+        expected=FAILURES_EXPECTED,
+        evidence=found.to_dict() | {"latency_ms": latency_ms},
+        summary=summary,
     )

@@ -3,7 +3,9 @@
 With a ``db_status`` command in the target's configuration, that command is run
 (bounded and masked by ``veerunbook.migration_command``) because it is what the team
 already uses. Without one, the migration tables are read directly and read-only
-(``veerunbook.db_migrations``), from SQLite or PostgreSQL.
+(``veerunbook.db_migrations``), from SQLite or PostgreSQL. A SQLite path that is
+no regular file, or a file beside it that makes reading unsafe, is not opened: the
+step skips with that reason.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ def _from_tables(
             found = sqlite_migrations(url.sqlite_path, timeout_s=timeout_s)
         else:
             found = postgres_migrations(url.dsn, timeout_s=timeout_s)
+    except OSError as exc:
+        # sqlite_migrations raises it before opening anything: the path (or a file
+        # beside it) is no regular file, or its header could not be read.
+        reason = session.redactor.mask(str(exc))
+        session.run.check(
+            "migrations", "skip", summary=f"migration tables not read: {reason}"
+        )
+        return []
     except (sqlite3.Error, psycopg.Error) as exc:
         reason = session.redactor.mask(str(exc).strip().splitlines()[0])
         session.run.check(

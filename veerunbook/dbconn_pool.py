@@ -1,31 +1,36 @@
-"""The application's connection pool over a window: gauges, check and plot.
+"""The application's connection pool over a window: gauges per scrape and the check.
 
 The pool gauges (``database_connections{state}`` and ``database_connections_max``,
-read by ``veerunbook.metrics.database_pool``) of every scrape of the window are kept,
-graded against the runbook's information alert (pool utilisation above 80 % for 15
-minutes), and drawn over time.
+read by ``veerunbook.metrics.database_pool``) of every scrape of the window are kept
+with the scrape's UTC time and graded against the runbook's information alert line:
+pool utilisation above 80 % for 15 minutes. ``veerunbook.dbconn_plot`` draws them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from veerunbook import metrics
 from veerunbook.metrics_series import Sample
 from veerunbook.record import RunContext
+from veerunbook.text import counted, percent
 from veerunbook.triage import POOL_WARN
 
-POOL_WARN_PCT = POOL_WARN * 100  # information alert: pool utilisation above 80 %
+POOL_WARN_PCT = POOL_WARN * 100  # information alert line: above 80 % for 15 min
+POOL_EXPECTED = "at most 80 % (information alert line: 80 % for 15 min)"
 
 
 @dataclass
 class PoolWindow:
-    """The pool gauges of every scrape in the window; seconds from the first one."""
+    """The pool gauges of every scrape in the window, with the UTC time of each."""
 
-    seconds: list[float] = field(default_factory=list)
+    times: list[datetime] = field(default_factory=list)
     usage: list[metrics.PoolUsage] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    scrapes: int = 0
 
     @property
     def max_utilisation(self) -> float | None:
@@ -45,25 +50,35 @@ class PoolWindow:
 
     @property
     def high_samples(self) -> int:
-        """Scrapes with the utilisation above the 80 % alert threshold."""
+        """Scrapes with the utilisation above the 80 % information alert line."""
         return sum(
             1
             for usage in self.usage
             if usage.utilisation is not None and usage.utilisation > POOL_WARN
         )
 
+    def failure_reason(self) -> str:
+        """Return the most frequent reason a scrape failed, with the others counted."""
+        if not self.failed:
+            return ""
+        reasons = Counter(self.failed).most_common()
+        text = reasons[0][0]
+        if len(reasons) > 1:
+            text += f" (and {counted(len(reasons) - 1, 'other reason')})"
+        return text
+
     def rows(self) -> list[dict[str, Any]]:
         """Return one table row per scrape with gauges."""
         return [
             {
-                "second": second,
+                "time (UTC)": moment.strftime("%H:%M:%S"),
                 "active": usage.active,
                 "idle": usage.idle,
                 "waiting": usage.waiting,
                 "max": usage.max,
-                "utilisation %": _percent(usage.utilisation),
+                "in use (%)": _percent(usage.utilisation),
             }
-            for second, usage in zip(self.seconds, self.usage, strict=True)
+            for moment, usage in zip(self.times, self.usage, strict=True)
         ]
 
 
@@ -78,16 +93,15 @@ def _percent(value: float | None) -> float | None:
 
 def pool_window(series: list[Sample]) -> PoolWindow:
     """Read the pool gauges of each scrape; a failed scrape keeps its reason."""
-    pool = PoolWindow()
-    start = series[0].at if series else None
+    pool = PoolWindow(scrapes=len(series))
     for sample in series:
-        if sample.scrape is None or start is None:
+        if sample.scrape is None:
             pool.failed.append(sample.problem or "the scrape failed")
             continue
         usage = metrics.database_pool(sample.scrape)
         if usage.utilisation is None:
             continue
-        pool.seconds.append(round((sample.at - start).total_seconds(), 1))
+        pool.times.append(sample.at)
         pool.usage.append(usage)
     return pool
 
@@ -95,16 +109,7 @@ def pool_window(series: list[Sample]) -> PoolWindow:
 def check_pool(run: RunContext, pool: PoolWindow) -> None:
     """Journal the pool check: fail when exhausted in every scrape, warn above 80 %."""
     if not pool.usage:
-        if pool.failed:
-            run.check(
-                "connection pool",
-                "error",
-                summary=f"every metrics scrape failed: {pool.failed[0]}",
-            )
-        else:
-            run.check(
-                "connection pool", "skip", summary="no pool gauges in the metrics"
-            )
+        _check_no_gauges(run, pool)
         return
     scrapes = len(pool.usage)
     highest = pool.max_utilisation or 0.0
@@ -114,13 +119,23 @@ def check_pool(run: RunContext, pool: PoolWindow) -> None:
         status = "warn"
     if pool.exhausted_samples == scrapes:
         status = "fail"
+
+    # One line for the window, then the figures behind it as evidence.
     last = pool.usage[-1]
+    summary = (
+        f"up to {percent(highest)} in use ({last.active:g} of {last.max:g} at the "
+        f"end), up to {counted(pool.max_waiting, 'request')} waiting; above 80 % in "
+        f"{pool.high_samples} and exhausted in {pool.exhausted_samples} of "
+        f"{counted(scrapes, 'scrape')}"
+    )
+    if pool.failed:
+        summary += f"; {counted(len(pool.failed), 'scrape')} failed"
     run.check(
         "connection pool",
         status,
         observed=_percent(highest),
         unit="%",
-        expected="<= 80 % (information alert)",
+        expected=POOL_EXPECTED,
         evidence={
             "samples": scrapes,
             "failed_scrapes": len(pool.failed),
@@ -129,52 +144,21 @@ def check_pool(run: RunContext, pool: PoolWindow) -> None:
             "max_waiting": pool.max_waiting,
             "last": last.to_dict(),
         },
-        summary=(
-            f"up to {highest:.0%} in use ({last.active:g} of {last.max:g} at the "
-            f"end), up to {pool.max_waiting:g} requests waiting; above 80 % in "
-            f"{pool.high_samples} and exhausted in {pool.exhausted_samples} of "
-            f"{scrapes} scrapes"
-        ),
+        summary=summary,
     )
 
 
-def draw_pool(pool: PoolWindow) -> Any:
-    """Draw the pool utilisation and the waiting requests over the window.
-
-    Returns the matplotlib figure, or None when there is nothing to draw.
-    """
-    if not pool.usage:
-        print("no pool gauges in the window: nothing to plot")
-        return None
-    import matplotlib.pyplot as plt
-
-    figure, utilisation = plt.subplots(figsize=(9, 3.5))
-    values = [_percent(usage.utilisation) or 0.0 for usage in pool.usage]
-    utilisation.plot(pool.seconds, values, marker="o", color="tab:blue", label="in use")
-    utilisation.axhline(
-        POOL_WARN_PCT,
-        color="black",
-        linestyle="--",
-        linewidth=1,
-        label="80 % (information alert)",
-    )
-    utilisation.set_ylim(0, max(105.0, max(values) + 5))
-    utilisation.set_xlabel("time since the first scrape (s)")
-    utilisation.set_ylabel("pool utilisation (%)")
-    waiting = utilisation.twinx()
-    waiting.bar(
-        pool.seconds,
-        [usage.waiting or 0.0 for usage in pool.usage],
-        width=0.6,
-        alpha=0.35,
-        color="tab:red",
-        label="waiting",
-    )
-    waiting.set_ylabel("requests waiting for a connection")
-    handles = utilisation.get_legend_handles_labels()
-    extra = waiting.get_legend_handles_labels()
-    utilisation.legend(handles[0] + extra[0], handles[1] + extra[1], loc="lower right")
-    utilisation.set_title("connection pool over the window")
-    figure.tight_layout()
-    plt.close(figure)
-    return figure
+def _check_no_gauges(run: RunContext, pool: PoolWindow) -> None:
+    if len(pool.failed) == pool.scrapes and pool.failed:
+        # Every scrape failed: one check for all of them, with the reason.
+        run.check(
+            "connection pool",
+            "error",
+            observed=0,
+            unit="scrapes succeeded",
+            evidence={"scrapes": pool.scrapes, "reasons": sorted(set(pool.failed))},
+            summary=f"metrics scrapes: 0 of {pool.scrapes} succeeded: "
+            f"{pool.failure_reason()}",
+        )
+        return
+    run.check("connection pool", "skip", summary="no pool gauges in the metrics")

@@ -1,21 +1,33 @@
 """Direct checks of a SQLite database file: open, integrity, journal mode, write lock.
 
-``check_sqlite`` opens the file read-only (``mode=ro``, which never creates it), times
-the first read, runs ``PRAGMA quick_check`` (or ``integrity_check``) under a time
-limit, reads the journal mode and checks whether a writer has the write lock. It
-never raises for the file's content or state: every failure is a field of the
-returned ``SqliteReport``.
+``check_sqlite`` first inspects the path with ``stat`` alone
+(``veerunbook.sqlite_files``): anything but a regular file, such as a directory, a
+FIFO or a device, is reported and never opened. A child process
+(``veerunbook.sqlite_peek``) then reads the header and looks for a write lock. The
+file is opened in a read-only mode that creates and changes no file beside it, and
+the check times the first read, runs ``PRAGMA quick_check`` (or
+``integrity_check``) under a time limit and reads the journal mode. It never
+raises for the file's content or state: every failure is a field of the returned
+``SqliteReport``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from veerunbook.sqlite_files import (
+    OpenPlan,
+    SqliteFile,
+    changes_since,
+    connect_read_only,
+    inspect_sqlite_file,
+    plan_read_only,
+)
+from veerunbook.sqlite_peek import Peek, peek_database
 
 LockState = Literal["free", "held", "unknown"]
 
@@ -23,20 +35,30 @@ LockState = Literal["free", "held", "unknown"]
 MAX_INTEGRITY_ERRORS = 20
 # The progress handler runs every this many virtual machine instructions.
 _PROGRESS_STEPS = 10_000
-# Attempts to take the write lock, this many seconds apart.
+# The write lock's holder is looked for this many times, this many seconds apart.
 LOCK_ATTEMPTS = 3
 LOCK_RETRY_SECONDS = 0.1
 
 
 @dataclass
 class SqliteReport:
-    """Findings of a direct look at a SQLite file; sizes in bytes, times in seconds."""
+    """Findings of a direct look at a SQLite file; sizes in bytes, times in seconds.
+
+    ``opened`` is False when the path or a file beside it made opening unsafe, or
+    when the header could not be read. ``error`` then gives the reason, and the later
+    checks are skipped with that reason. ``open_mode`` is the URI query used, and
+    ``notes`` lists a symlink that was followed and any change seen beside the
+    file while it was read.
+    """
 
     path: str
     ok: bool = False
     seconds: float | None = None
     sqlite_version: str = sqlite3.sqlite_version
     error: str | None = None
+    resolved_path: str | None = None
+    opened: bool = False
+    open_mode: str | None = None
     journal_mode: str | None = None
     integrity_check: str = "quick_check"
     integrity: list[str] = field(default_factory=list)
@@ -46,6 +68,7 @@ class SqliteReport:
     lock_detail: str = ""
     file_bytes: int | None = None
     wal_bytes: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON values."""
@@ -67,40 +90,69 @@ def check_sqlite(
     """
     report = SqliteReport(str(path))
     report.integrity_check = "integrity_check" if full else "quick_check"
-    if not path.is_file():
-        report.error = f"file not found: {path}"
+    file = inspect_sqlite_file(path)
+    report.resolved_path = str(file.resolved)
+    if file.symlink:
+        report.notes.append(f"{file.path} is a symlink to {file.resolved}")
+    if file.problem or file.state is None:
+        report.error = file.problem
         return report
-    report.file_bytes = _size(path)
-    report.wal_bytes = _size(path.with_name(path.name + "-wal"))
+    report.file_bytes = file.state.size
+    wal = file.sidecars.get("-wal")
+    report.wal_bytes = wal.size if wal else None
 
+    # The header decides the open mode; the lock is looked for at the same time.
+    waited = LOCK_ATTEMPTS * LOCK_RETRY_SECONDS
+    peek = peek_database(
+        file.resolved,
+        attempts=LOCK_ATTEMPTS,
+        interval_s=LOCK_RETRY_SECONDS,
+        timeout_s=timeout_s + waited,
+    )
+    if peek.error:
+        report.error = peek.error
+        return report
+    try:
+        plan = plan_read_only(file, peek.header)
+    except OSError as exc:
+        report.error = str(exc)
+        return report
+    report.open_mode = plan.query
+    report.opened = True
+
+    read = _read(report, file, plan, timeout_s, max_errors)
+    report.notes.extend(changes_since(file, plan))
+    if read:
+        report.lock, report.lock_detail = _lock_state(file, report.journal_mode, peek)
+    return report
+
+
+def _read(
+    report: SqliteReport,
+    file: SqliteFile,
+    plan: OpenPlan,
+    timeout_s: float,
+    max_errors: int,
+) -> bool:
+    """Time the first read, then check integrity; return False when reading failed."""
     started = time.monotonic()
     try:
-        with _read_only(path, timeout_s) as connection:
+        with connect_read_only(file, plan, timeout_s) as connection:
             # Opening is lazy: the first read parses the header and the schema.
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
             report.seconds = round(time.monotonic() - started, 4)
             report.ok = True
             (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-            report.journal_mode = str(mode).lower()
+            # immutable=1 reads a WAL database as if it had no journal.
+            report.journal_mode = "wal" if plan.immutable else str(mode).lower()
             _check_integrity(connection, report, timeout_s, max_errors)
     except sqlite3.Error as exc:
         report.error = _describe(exc)
         if _is_corruption(exc):
             report.integrity = [report.error]
             report.integrity_ok = False
-        return report
-    report.lock, report.lock_detail = probe_write_lock(path, report.journal_mode)
-    return report
-
-
-@contextlib.contextmanager
-def _read_only(path: Path, timeout_s: float) -> Iterator[sqlite3.Connection]:
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, timeout=timeout_s)
-    try:
-        yield connection
-    finally:
-        connection.close()
+        return False
+    return True
 
 
 def _check_integrity(
@@ -138,70 +190,55 @@ def _check_integrity(
     report.integrity_ok = lines == ["ok"]
 
 
-def probe_write_lock(path: Path, journal_mode: str | None) -> tuple[LockState, str]:
+def probe_write_lock(
+    path: Path, journal_mode: str | None, *, timeout_s: float = 5.0
+) -> tuple[LockState, str]:
     """Find out whether another connection holds the write lock of ``path``.
 
-    A separate read-write connection with busy timeout 0 runs ``BEGIN IMMEDIATE``
-    and, if that succeeds, ``ROLLBACK`` at once. This changes no data: ``BEGIN
-    IMMEDIATE`` only takes the write lock (RESERVED in rollback-journal mode, the WAL
-    write lock in WAL mode) and writes no page, and rolling back a transaction
-    without writes writes nothing. When this is the last connection to a WAL
-    database, closing it checkpoints the WAL into the main file, which moves
-    committed pages and changes no row. A ``-journal`` or ``-wal`` file alone proves
-    nothing, because it exists whenever a write happened recently or the database
-    is in WAL mode.
+    A child process queries the kernel with ``fcntl(F_GETLK)`` for a write lock on
+    SQLite's lock bytes, so this opens no connection, takes no lock and writes
+    nothing, not even into the ``-shm`` file. A ``-journal`` or ``-wal`` file alone
+    proves nothing, because it exists whenever a write happened recently or the
+    database is in WAL mode. The child is killed after ``timeout_s`` seconds plus
+    the time between attempts.
     """
-    journal = path.with_name(path.name + "-journal")
-    if journal_mode != "wal" and journal.is_file() and journal.stat().st_size > 0:
-        # With no writer holding the lock, that journal is hot, and the next
-        # connection that can write rolls it back: ours must not be the one.
-        return "unknown", (
-            "a rollback journal exists: a writer is mid-transaction or a crash left "
-            "it; not probed, because opening the file for writing would roll it back"
-        )
-    uri = f"{path.resolve().as_uri()}?mode=rw"
-    # A busy service takes the lock for each short write, so one SQLITE_BUSY proves
+    file = inspect_sqlite_file(path)
+    if file.problem:
+        return "unknown", file.problem
+    peek = peek_database(
+        file.resolved,
+        attempts=LOCK_ATTEMPTS,
+        interval_s=LOCK_RETRY_SECONDS,
+        timeout_s=timeout_s + LOCK_ATTEMPTS * LOCK_RETRY_SECONDS,
+    )
+    return _lock_state(file, journal_mode, peek)
+
+
+def _lock_state(
+    file: SqliteFile, journal_mode: str | None, peek: Peek
+) -> tuple[LockState, str]:
+    error = peek.error or peek.lock_error
+    if error:
+        return "unknown", error
+    # A busy service takes the lock for each short write, so one look proves
     # little: the lock counts as held only when every attempt finds it taken.
-    for attempt in range(LOCK_ATTEMPTS):
-        if attempt:
-            time.sleep(LOCK_RETRY_SECONDS)
-        state, detail = _try_write_lock(uri)
-        if state != "held":
-            return state, detail
-    waited = (LOCK_ATTEMPTS - 1) * LOCK_RETRY_SECONDS
-    return "held", (
-        f"another connection held the write lock in {LOCK_ATTEMPTS} attempts over "
-        f"{waited:g} s: BEGIN IMMEDIATE failed at once with SQLITE_BUSY each time"
+    if peek.holder is not None:
+        waited = (peek.attempts - 1) * LOCK_RETRY_SECONDS
+        return "held", (
+            f"another connection held the write lock in {peek.attempts} attempts "
+            f"over {waited:g} s; in the last, {peek.holder.describe()}"
+        )
+    journal = file.sidecars.get("-journal")
+    if journal_mode != "wal" and journal is not None and journal.size > 0:
+        return "unknown", (
+            "a rollback journal exists and no connection holds the write lock: a "
+            "crash left it (a hot journal), and the next connection that writes "
+            "will roll it back"
+        )
+    return "free", (
+        "no connection holds the write lock: fcntl(F_GETLK) found no write lock on "
+        "SQLite's lock bytes"
     )
-
-
-def _try_write_lock(uri: str) -> tuple[LockState, str]:
-    try:
-        connection = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
-    except sqlite3.Error as exc:
-        return "unknown", f"cannot open the file for writing: {_describe(exc)}"
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorname.startswith("SQLITE_BUSY"):
-            return "held", "BEGIN IMMEDIATE failed at once with SQLITE_BUSY"
-        return "unknown", f"BEGIN IMMEDIATE failed: {_describe(exc)}"
-    finally:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        connection.close()
-    return (
-        "free",
-        "no writer holds the lock: BEGIN IMMEDIATE succeeded and was rolled back",
-    )
-
-
-def _size(path: Path) -> int | None:
-    """Return the size of ``path`` in bytes, or None when it cannot be read."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
