@@ -27,9 +27,7 @@ URL = f"postgresql://veefore_app:{ENCODED}@db.veefore.internal:5432/veefore"
 def test_missing_variable() -> None:
     url = read_database_url("VEERUNBOOK_TEST_DB_URL", {})
     assert url.state == "missing"
-    assert url.problem == (
-        "$VEERUNBOOK_TEST_DB_URL is not set; the application cannot find its database"
-    )
+    assert url.problem == "$VEERUNBOOK_TEST_DB_URL is not set"
     assert not url.usable
 
 
@@ -139,6 +137,85 @@ def test_redactor_masks_after_secret_values() -> None:
     for value in secret_values(url):
         redactor.add(value)
     assert redactor.mask(f"failed with {PASSWORD} in it") == "failed with *** in it"
+
+
+UNPARSEABLE = "postgresql://(unparseable; not shown)"
+
+
+@pytest.mark.parametrize("password", ["pa/ss-Word4", "p4ss@w0rd-9c"])
+def test_misread_password_is_unparseable(password: str) -> None:
+    url = parse_database_url(f"postgresql://app:{password}@127.0.0.1:54329/db", "DB")
+    assert url.state == "invalid"
+    assert url.shown == UNPARSEABLE
+    assert url.scheme == "postgresql"
+    assert not url.usable
+
+
+@pytest.mark.parametrize("password", ["pa/ss-Word4", "p4ss@w0rd-9c"])
+def test_misread_password_has_no_parts(password: str) -> None:
+    url = parse_database_url(f"postgresql://app:{password}@127.0.0.1:54329/db", "DB")
+    assert url.host is None
+    assert url.port is None
+    assert url.database is None
+    assert url.user is None
+
+
+@pytest.mark.parametrize("password", ["pa/ss-Word4", "p4ss@w0rd-9c"])
+def test_misread_password_not_in_problem(password: str) -> None:
+    url = parse_database_url(f"postgresql://app:{password}@127.0.0.1:54329/db", "DB")
+    assert url.problem is not None
+    assert "Word4" not in url.problem
+    assert "w0rd" not in url.problem
+    assert "invalid port" not in url.problem
+    assert "%40" in url.problem
+
+
+def test_misread_password_with_driver_suffix() -> None:
+    url = parse_database_url("postgresql+asyncpg://app:pa/ss-Word4@db/appdb", "DB")
+    assert url.shown == "postgresql+asyncpg://(unparseable; not shown)"
+
+
+def test_secret_values_of_misread_password() -> None:
+    value = "postgresql://app:pa/ss-Word4@127.0.0.1:54329/appdb"
+    url = parse_database_url(value, "DB")
+    assert value in secret_values(url)
+    assert "app:pa/ss-Word4" in secret_values(url)
+    assert "pa/ss-Word4" in secret_values(url)
+
+
+def test_at_sign_in_query_is_unparseable() -> None:
+    # The userinfo is taken to the last "@", which here sits in the query.
+    url = parse_database_url("postgresql://app:pw12@db/appdb?application_name=a@b")
+    assert url.state == "invalid"
+
+
+def test_encoded_slash_and_at_parse() -> None:
+    url = parse_database_url("postgresql://app:pa%2Fss%40Word4@db:5432/appdb", "DB")
+    assert url.state == "postgresql"
+    assert url.host == "db"
+    assert secret_values(url)[1:] == ["pa/ss@Word4"]
+
+
+@pytest.mark.parametrize("password", ["Pl4nt#ed-pw", "Pl4nt?ed-pw"])
+def test_hash_or_question_mark_password(password: str) -> None:
+    url = parse_database_url(f"postgresql://app:{password}@db:5432/appdb", "DB")
+    assert url.state == "postgresql"
+    assert url.shown == "postgresql://app:***@db:5432/appdb"
+    assert secret_values(url)[1:] == [password]
+
+
+def test_empty_url_password_is_usable() -> None:
+    url = parse_database_url("postgresql://app:@db/appdb", "DB")
+    assert url.state == "postgresql"
+    assert not url.has_password
+
+
+def test_unparseable_url_keeps_libpq_reason() -> None:
+    url = parse_database_url("postgresql://app:p%zzword@db/appdb", "DB")
+    assert url.shown == UNPARSEABLE
+    assert url.problem == (
+        '$DB is not a valid database URL: libpq: invalid percent-encoded token: "***"'
+    )
 
 
 def test_sqlite_absolute_path() -> None:

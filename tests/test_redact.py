@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from veerunbook.redact import MASK, RedactingFilter, Redactor, mask_url
+from veerunbook.config import Config
+from veerunbook.redact import (
+    MASK,
+    RedactingFilter,
+    Redactor,
+    connection_secrets,
+    mask_url,
+    url_userinfo,
+)
 
 CASE = Path(__file__).parent / "fixtures" / "papermill-secret-in-output"
 
@@ -246,6 +254,114 @@ def test_from_environment() -> None:
     assert redactor.secret_count == 1
     assert redactor.mask(TOKEN) == MASK
     assert redactor.mask("not-named-value") == "not-named-value"
+
+
+# Passwords inside database URLs and libpq connection strings.
+
+KEYWORD_DSN = "host=127.0.0.1 port=54329 dbname=appdb user=mon password=monpass-7777"
+
+
+def test_keyword_dsn_adds_password() -> None:
+    redactor = Redactor([KEYWORD_DSN])
+    assert redactor.secret_count == 2
+    assert redactor.mask("SELECT 'monpass-7777' AS note") == "SELECT '***' AS note"
+
+
+def test_keyword_dsn_from_environment() -> None:
+    environ = {"DATABASE_URL": KEYWORD_DSN}
+    redactor = Redactor.from_environment(["DATABASE_URL"], environ)
+    assert redactor.mask("auth failed for monpass-7777") == "auth failed for ***"
+
+
+def test_keyword_dsn_from_config() -> None:
+    redactor = Config().redactor({"DATABASE_URL": KEYWORD_DSN})
+    assert redactor.mask("auth failed for monpass-7777") == "auth failed for ***"
+
+
+def test_keyword_dsn_password_encoded_forms() -> None:
+    redactor = Redactor(["host=db password='monpass 7777#'"])
+    encoded = base64.b64encode(b"monpass 7777#").decode()
+    assert redactor.mask("pw=monpass+7777%23") == "pw=***"
+    assert redactor.mask("pw=monpass%207777%23") == "pw=***"
+    assert encoded not in redactor.mask(f"Basic {encoded}")
+
+
+def test_keyword_dsn_quoted_password() -> None:
+    redactor = Redactor(["host=db password='mon pass\\'7777'"])
+    assert redactor.mask("used mon pass'7777") == "used ***"
+
+
+def test_keyword_dsn_sslpassword() -> None:
+    redactor = Redactor(["host=db sslkey=/k.pem sslpassword=keyphrase-42"])
+    assert redactor.mask("passphrase keyphrase-42") == "passphrase ***"
+
+
+def test_keyword_dsn_libpq_rejects() -> None:
+    # libpq rejects the trailing word, so the password is taken as written.
+    redactor = Redactor(["host=db password=monpass-7777 trailing"])
+    assert redactor.mask("used monpass-7777") == "used ***"
+
+
+def test_token_with_equals_adds_nothing() -> None:
+    assert Redactor(["dG9rZW4tdmFsdWU="]).secret_count == 1
+
+
+@pytest.mark.parametrize(
+    "password", ["Pl4nt#ed-pw", "Pl4nt?ed-pw", "Pl4nt#ed?pw", "pa/ss-Word4"]
+)
+def test_url_password_urllib_misreads(password: str) -> None:
+    redactor = Redactor([f"postgresql://app:{password}@127.0.0.1:54329/appdb"])
+    assert redactor.mask(f"used {password}") == "used ***"
+
+
+def test_url_password_with_at_sign() -> None:
+    # libpq reads "p4ss" as the password and "w0rd-9c@127.0.0.1" as the host.
+    redactor = Redactor(["postgresql://app:p4ss@w0rd-9c@127.0.0.1/appdb"])
+    assert redactor.mask("used p4ss@w0rd-9c") == "used ***"
+
+
+def test_url_userinfo_masked_whole() -> None:
+    redactor = Redactor(["postgresql://app:pa/ss-Word4@127.0.0.1:54329/appdb"])
+    assert redactor.mask("userinfo app:pa/ss-Word4") == "userinfo ***"
+
+
+def test_other_scheme_slash_password() -> None:
+    redactor = Redactor(["mysql://app:pa/ss-Word4@127.0.0.1/appdb"])
+    assert redactor.mask("used pa/ss-Word4") == "used ***"
+
+
+def test_connection_secrets_of_keyword_dsn() -> None:
+    assert connection_secrets(KEYWORD_DSN) == {"monpass-7777"}
+
+
+def test_connection_secrets_of_plain_url() -> None:
+    assert connection_secrets(DSN) == {PASSWORD}
+
+
+def test_connection_secrets_of_misread_url() -> None:
+    found = connection_secrets("postgresql://app:pa%2Fss/Word4@db/appdb")
+    assert found == {
+        "app:pa%2Fss/Word4",
+        "app:pa/ss/Word4",
+        "pa%2Fss/Word4",
+        "pa/ss/Word4",
+    }
+
+
+def test_connection_secrets_of_empty_password() -> None:
+    assert connection_secrets("postgresql://app:@db/appdb") == set()
+
+
+def test_connection_secrets_of_token() -> None:
+    assert connection_secrets(TOKEN) == set()
+
+
+def test_url_userinfo_ends_at_last_at() -> None:
+    assert url_userinfo("postgresql://app:p@ss/w@db/appdb") == "app:p@ss/w"
+
+
+def test_url_userinfo_absent() -> None:
+    assert url_userinfo("postgresql://db/appdb") is None
 
 
 # Encoded forms.

@@ -6,6 +6,11 @@ password replaced by ``***``, so the raw value is never displayed, not even when
 cannot be parsed (it might be a bare password pasted by mistake). The raw value is
 kept in ``dsn`` for the driver only: it is left out of ``repr`` and ``to_dict``.
 
+A URL whose password libpq would misread is invalid, and only its scheme is shown.
+libpq ends the userinfo at the first ``@`` or ``/``, so with ``postgresql://app:pa/ss@db``
+it reads ``pa`` as the port and ``ss@db`` as the database: showing those parts, or
+connecting with them, would give the password away.
+
 Accepted forms:
 
 - PostgreSQL: ``postgresql://`` and ``postgres://`` URIs, SQLAlchemy's
@@ -31,23 +36,32 @@ from typing import Any, Literal
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict
 
-from veerunbook.redact import MASK
+from veerunbook.dbconn_url import port_problem, show_postgres
+from veerunbook.redact import (
+    LIBPQ_SCHEMES,
+    LIBPQ_SECRET_KEYWORDS,
+    MASK,
+    connection_secrets,
+    url_userinfo,
+    userinfo_misread,
+)
 
 UrlState = Literal["missing", "invalid", "postgresql", "sqlite", "unsupported"]
 
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SQLITE_SCHEMES = ("sqlite",)
 _OTHER_SCHEMES = ("mysql", "mariadb", "mssql", "sqlserver", "mongodb", "redis")
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9.\-]*)(?:\+(?P<driver>\w+))?://")
-# libpq keywords whose value is a secret (a password or the key file's passphrase).
-_SECRET_KEYWORDS = frozenset({"password", "sslpassword"})
 # Quoted parts of a libpq parse error may quote the whole value, password included;
 # only these keywords are kept verbatim.
 _LIBPQ_KEYWORDS = frozenset(
     {"host", "hostaddr", "port", "dbname", "user", "sslmode", "connect_timeout"}
 )
 _QUOTED = re.compile(r'"[^"]*"')
-MAX_PORT = 65535
+_MISREAD = (
+    "the password contains an unencoded '@' or '/', which libpq takes for its end. "
+    "Percent-encode '@' as %40 and '/' as %2F (an '@' in the database name or query "
+    "counts too)"
+)
 
 
 @dataclass(frozen=True)
@@ -103,12 +117,10 @@ def read_database_url(
     env = os.environ if environ is None else environ
     value = env.get(env_name, "")
     if not value.strip():
+        # The variable is read in this process, not in the application's, so an
+        # unset one shows nothing about the application's own configuration.
         state = "set but empty" if env_name in env else "not set"
-        return DatabaseUrl(
-            env_name,
-            "missing",
-            problem=f"${env_name} is {state}; the application cannot find its database",
-        )
+        return DatabaseUrl(env_name, "missing", problem=f"${env_name} is {state}")
     return parse_database_url(value, env_name)
 
 
@@ -118,7 +130,7 @@ def parse_database_url(value: str, env_name: str = "") -> DatabaseUrl:
     match = _SCHEME.match(text)
     if match is not None:
         scheme = match.group("scheme").lower()
-        if scheme in _POSTGRES_SCHEMES:
+        if scheme in LIBPQ_SCHEMES:
             return _parse_postgres(text, match, env_name)
         if scheme in _SQLITE_SCHEMES:
             return _parse_sqlite(text, text[match.end() :], scheme, env_name)
@@ -136,15 +148,20 @@ def parse_database_url(value: str, env_name: str = "") -> DatabaseUrl:
         rest = text[len("file:") :]
         return _parse_sqlite(text, rest, "file", env_name, prisma=True)
     if "=" in text:
-        return _parse_conninfo(text, text, "postgresql (key=value)", env_name, ())
+        return _parse_keywords(text, env_name)
     return _invalid(env_name, "neither a URL with a scheme nor key=value pairs", text)
 
 
-def _invalid(env_name: str, reason: str, text: str) -> DatabaseUrl:
+def _invalid(
+    env_name: str, reason: str, text: str, scheme: str | None = None
+) -> DatabaseUrl:
+    """Return an invalid URL that shows at most its scheme."""
+    shown = "(not shown: it cannot be parsed, so its password cannot be located)"
     return DatabaseUrl(
         env_name,
         "invalid",
-        shown="(not shown: it cannot be parsed, so its password cannot be located)",
+        shown=f"{scheme}://(unparseable; not shown)" if scheme else shown,
+        scheme=scheme,
         problem=f"${env_name} is not a valid database URL: {reason}",
         dsn=text,
     )
@@ -159,27 +176,48 @@ def _parse_postgres(text: str, match: re.Match[str], env_name: str) -> DatabaseU
         dsn = "postgresql://" + text[match.end() :]
         notes = (f"the SQLAlchemy driver suffix +{driver} is not passed to libpq",)
     scheme = match.group("scheme").lower() + (f"+{driver}" if driver else "")
-    return _parse_conninfo(dsn, text, scheme, env_name, notes)
-
-
-def _parse_conninfo(
-    dsn: str, text: str, scheme: str, env_name: str, notes: tuple[str, ...]
-) -> DatabaseUrl:
+    # The userinfo runs to the last "@", so a password containing "@" or "/" shows
+    # here even though libpq would misread it.
+    userinfo = url_userinfo(text)
+    written = userinfo.partition(":")[2] if userinfo else ""
+    if userinfo and written and userinfo_misread(userinfo):
+        return _invalid(env_name, _MISREAD, text, scheme)
     try:
         parsed = conninfo_to_dict(dsn)
     except ProgrammingError as exc:
+        reason = f"libpq: {_libpq_reason(str(exc))}"
+        return _invalid(env_name, reason, text, scheme)
+    if written and not any(parsed.get(key) for key in LIBPQ_SECRET_KEYWORDS):
+        return _invalid(env_name, _MISREAD, text, scheme)
+    return _parsed(parsed, dsn, scheme, env_name, notes)
+
+
+def _parse_keywords(text: str, env_name: str) -> DatabaseUrl:
+    try:
+        parsed = conninfo_to_dict(text)
+    except ProgrammingError as exc:
         return _invalid(env_name, f"libpq: {_libpq_reason(str(exc))}", text)
+    return _parsed(parsed, text, "postgresql (key=value)", env_name, ())
+
+
+def _parsed(
+    parsed: Mapping[str, Any],
+    dsn: str,
+    scheme: str,
+    env_name: str,
+    notes: tuple[str, ...],
+) -> DatabaseUrl:
     parts = {key: str(item) for key, item in parsed.items() if item is not None}
-    problem = _port_problem(parts.get("port"))
+    problem = port_problem(parts.get("port"))
     if problem is not None:
         problem = f"${env_name}: {problem}"
     return DatabaseUrl(
         env_name,
         "postgresql",
-        shown=_show_postgres(parts, keywords="://" not in dsn),
+        shown=show_postgres(parts, keywords="://" not in dsn),
         scheme=scheme,
         problem=problem,
-        has_password=any(parts.get(key) for key in _SECRET_KEYWORDS),
+        has_password=any(parts.get(key) for key in LIBPQ_SECRET_KEYWORDS),
         host=parts.get("host") or parts.get("hostaddr"),
         port=parts.get("port"),
         database=parts.get("dbname"),
@@ -198,38 +236,6 @@ def _libpq_reason(message: str) -> str:
         return match.group(0) if inner in _LIBPQ_KEYWORDS else f'"{MASK}"'
 
     return _QUOTED.sub(keep_keyword, first)
-
-
-def _port_problem(port: str | None) -> str | None:
-    if port is None:
-        return None
-    # libpq takes one port per host, comma-separated.
-    for item in port.split(","):
-        if item and not (item.isdigit() and 0 < int(item) <= MAX_PORT):
-            return f"invalid port {item!r}: use a number from 1 to {MAX_PORT}"
-    return None
-
-
-def _show_postgres(parts: Mapping[str, str], *, keywords: bool) -> str:
-    """Rebuild the connection string from its parts with the secrets masked."""
-    shown = {
-        key: (MASK if key in _SECRET_KEYWORDS else item) for key, item in parts.items()
-    }
-    if keywords:
-        return " ".join(f"{key}={item}" for key, item in sorted(shown.items()))
-    user = shown.pop("user", "")
-    password = shown.pop("password", None)
-    host = shown.pop("host", "")
-    port = shown.pop("port", "")
-    dbname = shown.pop("dbname", "")
-    userinfo = user + (f":{password}" if password else "")
-    netloc = host
-    if userinfo:
-        netloc = f"{userinfo}@{netloc}"
-    if port:
-        netloc = f"{netloc}:{port}"
-    query = "&".join(f"{key}={item}" for key, item in sorted(shown.items()))
-    return f"postgresql://{netloc}/{dbname}" + (f"?{query}" if query else "")
 
 
 def _parse_sqlite(
@@ -281,12 +287,11 @@ def secret_values(url: DatabaseUrl) -> list[str]:
     """Return the values to mask for ``url``: the raw value and each password.
 
     A URL without a password (the demo's SQLite file) returns nothing. A value that
-    cannot be parsed is returned whole, because where its password sits is unknown.
+    cannot be parsed is returned whole, with the userinfo of a URL whose password
+    libpq cannot locate (see ``redact.connection_secrets``).
     """
-    if url.state in ("invalid", "unsupported"):
-        return [url.dsn]
-    if url.state != "postgresql" or not url.has_password:
+    if url.state == "postgresql" and not url.has_password:
         return []
-    parts = conninfo_to_dict(url.dsn)
-    passwords = [str(parts[key]) for key in _SECRET_KEYWORDS if parts.get(key)]
-    return [url.dsn, *passwords]
+    if url.state not in ("invalid", "unsupported", "postgresql"):
+        return []
+    return [url.dsn, *sorted(connection_secrets(url.dsn))]

@@ -4,10 +4,11 @@ A ``Redactor`` holds the values of the environment variables that the configurat
 marks as secret. It masks each value in the forms in which it tends to leak: as is,
 percent-encoded (inside a URL), JSON-escaped, and base64-encoded, including base64 blobs
 whose decoded text merely contains the value (papermill's ``-b`` option carries YAML
-that way). Independently of the known values, it masks the password of every URL with
-credentials (``scheme://user:password@host``) and of libpq ``password=`` keywords, so a
-database URL echoed back by a driver's error message is covered even when nobody
-declared it.
+that way). A value that is a database URL or a libpq ``key=value`` string adds its
+password as a secret of its own (see ``connection_secrets``). Independently of the
+known values, it masks the password of every URL with credentials
+(``scheme://user:password@host``) and of libpq ``password=`` keywords, so a database URL
+echoed back by a driver's error message is covered even when nobody declared it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict
 
 MASK = "***"
 
@@ -37,6 +41,12 @@ _KEYWORD_PASSWORD = re.compile(
     re.IGNORECASE,
 )
 _BASE64_BLOB = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
+# A URL's scheme, with SQLAlchemy's optional "+driver" suffix.
+_URL_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9.\-]*)(?:\+\w+)?://")
+# URL schemes that libpq parses; URLs of other schemes are split by urllib.
+LIBPQ_SCHEMES = ("postgresql", "postgres")
+# libpq keywords whose value is a secret (a password or the key file's passphrase).
+LIBPQ_SECRET_KEYWORDS = ("password", "sslpassword")
 
 _log = logging.getLogger("veerunbook.redact")
 
@@ -88,11 +98,11 @@ class Redactor:
         if not value or len(value) < MIN_SECRET_LENGTH or value in self._values:
             return
         values = {*self._values, value}
-        # A database URL's password is a secret of its own: it may be echoed without
-        # the rest of the URL.
-        password = unquote(_url_password(value) or "")
-        if len(password) >= MIN_SECRET_LENGTH:
-            values.add(password)
+        # A database password is a secret of its own: a driver or a server may echo
+        # it without the rest of the URL or connection string.
+        for part in connection_secrets(value):
+            if len(part) >= MIN_SECRET_LENGTH:
+                values.add(part)
         self._values = sorted(values, key=len, reverse=True)
         forms: set[str] = set()
         for known in self._values:
@@ -104,7 +114,10 @@ class Redactor:
     def from_environment(
         cls, names: Iterable[str], environ: Mapping[str, str] | None = None
     ) -> Redactor:
-        """Build a redactor from the values of the named environment variables."""
+        """Build a redactor from the values of the named environment variables.
+
+        Each value that is a database URL or connection string adds its password too.
+        """
         env = os.environ if environ is None else environ
         return cls(env[name] for name in names if env.get(name))
 
@@ -153,11 +166,80 @@ def _mask_group(match: re.Match[str]) -> str:
     return f"{match.group('head')}{MASK}{tail}"
 
 
-def _url_password(value: str) -> str | None:
+def connection_secrets(value: str) -> set[str]:
+    """Return the passwords inside a database URL or libpq ``key=value`` string.
+
+    PostgreSQL URLs and ``key=value`` strings are parsed by libpq, so the password
+    found is the one the driver sends. URLs of other schemes are split by urllib.
+    When a URL's userinfo reads ``user:password`` but the parser finds no password
+    in it or misreads it, the whole userinfo and the text after its first colon are
+    returned, each also percent-decoded. Any other value returns an empty set.
+    """
+    text = value.strip()
+    match = _URL_SCHEME.match(text)
+    if match is None:
+        return _conninfo_passwords(text) if "=" in text else set()
+    if match.group("scheme").lower() in LIBPQ_SCHEMES:
+        passwords = _libpq_passwords("postgresql://" + text[match.end() :]) or set()
+    else:
+        passwords = _urlsplit_passwords(text)
+    userinfo = url_userinfo(text)
+    written = userinfo.partition(":")[2] if userinfo else ""
+    if userinfo is None or not written:
+        return passwords
+    if passwords and not userinfo_misread(userinfo):
+        return passwords
+    return passwords | {userinfo, unquote(userinfo), written, unquote(written)}
+
+
+def url_userinfo(url: str) -> str | None:
+    """Return the text between a URL's ``//`` and its last ``@``, or None.
+
+    The last ``@`` is taken because a password may contain an unencoded ``@``, ``/``,
+    ``?`` or ``#``. NOTE: an ``@`` in the path or query ends the userinfo as well, so
+    the text returned then runs into the host and path.
+    """
+    _, slashes, rest = url.partition("//")
+    userinfo, at, _ = rest.rpartition("@")
+    return userinfo if slashes and at else None
+
+
+def userinfo_misread(userinfo: str) -> bool:
+    """Return True when libpq would misread ``userinfo`` as a URL's userinfo.
+
+    libpq (18.0, in psycopg-binary 3.3) ends the userinfo at the first ``@`` or ``/``.
+    """
+    return "@" in userinfo or "/" in userinfo
+
+
+def _libpq_passwords(conninfo: str) -> set[str] | None:
+    """Return the secret keywords' values libpq parses, or None when it rejects them."""
     try:
-        return urlsplit(value).password
-    except ValueError:
+        parsed = conninfo_to_dict(conninfo)
+    except ProgrammingError:
         return None
+    return {str(parsed[key]) for key in LIBPQ_SECRET_KEYWORDS if parsed.get(key)}
+
+
+def _conninfo_passwords(text: str) -> set[str]:
+    parsed = _libpq_passwords(text)
+    if parsed is not None:
+        return parsed
+    # libpq rejects the string (an unquoted space, say), so take each password=
+    # value as written: it may still be echoed on its own.
+    found: set[str] = set()
+    for match in _KEYWORD_PASSWORD.finditer(text):
+        written = match.group("pw")
+        found.update((written, written.strip("'\"")))
+    return found
+
+
+def _urlsplit_passwords(url: str) -> set[str]:
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # an unclosed IPv6 bracket or an invalid port
+        return set()
+    return {unquote(password)} if password else set()
 
 
 def mask_url(url: str) -> str:

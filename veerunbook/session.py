@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from veerunbook.config import Config, Target, load_config
+from veerunbook.dbcheck import read_database_url
 from veerunbook.probe import Expect, ProbeResult, probe
 from veerunbook.record import RunContext, start_run
-from veerunbook.redact import Redactor, mask_url
+from veerunbook.redact import Redactor
 from veerunbook.target import GENERATED_TOKENS, connect
 
 _log = logging.getLogger("veerunbook.session")
@@ -71,13 +72,15 @@ class Session:
     def describe(self) -> dict[str, str]:
         """Summarise the target and which secrets are present, values masked."""
         target = self.target
-        database = os.environ.get(target.database_url_env)
+        # The parsed form is rebuilt without the password, and shows only the scheme
+        # of a URL whose password libpq would misread.
+        database = read_database_url(target.database_url_env).shown
         token = os.environ.get(target.admin_token_env)
         return {
             "target": target.name,
             "base URL": target.base_url or "-",
             "database URL": (
-                self.redactor.mask(mask_url(database))
+                self.redactor.mask(database)
                 if database
                 else f"not set (${target.database_url_env})"
             ),
