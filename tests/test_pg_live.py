@@ -20,27 +20,17 @@ import psycopg
 import pytest
 
 from tests.pgcluster import PgCluster
-from veerunbook.errors import UsageError
-from veerunbook.pg_activity import (
-    capacity,
-    diagnose,
-    idle_in_transaction,
-    lock_waits,
-    long_running,
-)
-from veerunbook.pg_collect import (
-    DatabaseUnavailable,
-    collect,
-    connect_timing,
-    mask_sql,
-    slow_statements,
-)
+from veerunbook.errors import DatabaseUnavailable, UsageError
+from veerunbook.pg_activity import capacity, idle_in_transaction
+from veerunbook.pg_collect import collect, connect_timing, slow_statements
+from veerunbook.pg_diagnose import diagnose
 from veerunbook.pg_errors import (
     AUTHENTICATION_FAILED,
     CONNECTION_LIMIT,
     CONNECTION_REFUSED,
     TIMEOUT,
 )
+from veerunbook.pg_locks import lock_waits, long_running
 
 Conn = psycopg.Connection[Any]
 
@@ -272,12 +262,3 @@ def test_slow_statements_without_extension(pg_cluster: PgCluster) -> None:
     assert found.statements == ()
     assert found.reason is not None
     assert "CREATE EXTENSION pg_stat_statements" in found.reason
-
-
-def test_mask_sql_passwords() -> None:
-    masked = mask_sql("ALTER ROLE app PASSWORD 'it''s-secret' VALID UNTIL 'infinity'")
-    assert masked == "ALTER ROLE app PASSWORD '***' VALID UNTIL 'infinity'"
-
-
-def test_mask_sql_cut_off_password() -> None:
-    assert mask_sql("ALTER ROLE app PASSWORD 'abc") == "ALTER ROLE app PASSWORD '***'"

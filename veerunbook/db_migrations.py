@@ -18,21 +18,20 @@ alembic             ``alembic_version``
 
 A table records only what was applied, so pending migrations come from the target's
 ``db_status`` command (``veerunbook.migration_command``). The SQLite file is opened
-with ``mode=ro`` and the PostgreSQL session is read-only with a statement timeout.
+only when it is a regular file, in a read-only mode that creates no file beside it
+(``veerunbook.sqlite_files``). The PostgreSQL session is read-only with a statement
+timeout.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from veerunbook.db_tables import (
     Catalog,
-    PostgresCatalog,
     SqliteCatalog,
     Table,
     find_table,
@@ -41,6 +40,7 @@ from veerunbook.db_tables import (
     truthy,
     version_key,
 )
+from veerunbook.sqlite_files import open_read_only
 
 # Rows read from one migration table; more would mean a table of another kind.
 MAX_ROWS = 10_000
@@ -93,20 +93,25 @@ class Migrations:
 def sqlite_migrations(path: Path, *, timeout_s: float = 5.0) -> list[Migrations]:
     """Read the migration tables of the SQLite file ``path``, opened read-only.
 
-    Raises ``sqlite3.Error`` when the file cannot be opened or read.
+    Raises ``OSError`` when ``path`` is not a regular file or a file beside it
+    makes reading unsafe (nothing is opened then), and ``sqlite3.Error`` when SQLite
+    cannot open or read it.
     """
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout_s)) as db:
+    with open_read_only(path, timeout_s) as db:
         return read_migrations(SqliteCatalog(db))
 
 
 def postgres_migrations(dsn: str, *, timeout_s: float = 5.0) -> list[Migrations]:
     """Read the migration tables of a PostgreSQL database in a read-only session.
 
-    Raises ``psycopg.Error`` when the server cannot be reached or a query fails;
-    its message may repeat parts of the connection string, so mask it.
+    Tables are found through pg_catalog (``veerunbook.pg_tables``). A migration
+    table that the role may not read is reported with a warning that names the
+    grants it needs. Raises ``psycopg.Error`` when the server cannot be reached or a
+    query fails; its message may repeat parts of the connection string, so mask it.
     """
     import psycopg
+
+    from veerunbook.pg_tables import PgCatalog
 
     milliseconds = max(1, int(timeout_s * 1000))
     options = f"-c statement_timeout={milliseconds} -c default_transaction_read_only=on"
@@ -117,7 +122,39 @@ def postgres_migrations(dsn: str, *, timeout_s: float = 5.0) -> list[Migrations]
         application_name="veerunbook",
         autocommit=True,
     ) as connection:
-        return read_migrations(PostgresCatalog(connection))
+        catalog = PgCatalog(connection, [*_READERS, "knex_migrations_lock"])
+        found = read_migrations(catalog)
+    for unreadable in catalog.unreadable:
+        tool = _postgres_tool(unreadable.table, unreadable.columns)
+        if tool is not None:
+            source = unreadable.table.qualified
+            found.append(Migrations(tool, source, warnings=(unreadable.problem,)))
+    return found
+
+
+def _postgres_tool(table: Table, columns: Collection[str]) -> str | None:
+    """Name the tool that keeps ``table``, judged by its name and columns only."""
+    if table.name == "__drizzle_migrations" and table.schema != "drizzle":
+        return None
+    if table.name == "schema_migrations":
+        return "golang-migrate" if "dirty" in columns else "rails"
+    if table.name == "migrations" and "name" not in columns:
+        return None
+    if table.name == "migrations":
+        typeorm = {"id", "timestamp"} <= set(columns)
+        return "typeorm" if typeorm else "migrations table"
+    return _POSTGRES_TOOLS.get(table.name)
+
+
+_POSTGRES_TOOLS = {
+    "__drizzle_migrations": "drizzle",
+    "_prisma_migrations": "prisma",
+    "knex_migrations": "knex",
+    "knex_migrations_lock": "knex",
+    "SequelizeMeta": "sequelize",
+    "flyway_schema_history": "flyway",
+    "alembic_version": "alembic",
+}
 
 
 def read_migrations(catalog: Catalog) -> list[Migrations]:

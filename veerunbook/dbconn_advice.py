@@ -1,23 +1,24 @@
-"""The diagnosis and the recovery options of the database-connection procedure.
+"""The facts of the database-connection procedure, their evidence and the diagnosis.
 
-The runbook's recovery actions for database connection issues are: restart the
-application if the connection pool is exhausted, scale the database if its CPU,
-memory or connection limits are reached, and roll back the recent migration if
-corruption is detected. ``recovery_options`` offers each one only when the facts
-show its evidence, adds the PostgreSQL remediation of
-``veerunbook.pg_activity.recommendations``, and runs none of them.
+``DbFacts`` keeps what the steps found. The evidence functions turn the facts into
+sentences for the runbook's conditions: an exhausted connection pool, a reached
+connection limit, detected corruption, a database the application cannot reach.
+``diagnosis_line`` states the problems in one line, the most severe first; the
+recovery options built from the same evidence are in ``veerunbook.dbconn_recovery``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from veerunbook.metrics_series import unreachable_line
 from veerunbook.pg_errors import (
     CLIENT_POOL_TIMEOUT,
     CONNECTION_LIMIT,
     CONNECTION_REFUSED,
 )
+from veerunbook.text import counted, percent
 
 if TYPE_CHECKING:
     from veerunbook.db_migrations import Migrations
@@ -32,12 +33,21 @@ if TYPE_CHECKING:
 
 @dataclass
 class DbFacts:
-    """Facts found by the steps, for the diagnosis and the recovery options."""
+    """Facts found by the steps, for the diagnosis and the recovery options.
+
+    ``unreachable`` is why the target did not respond ("connection refused"), else
+    None, and ``base_url`` is its masked base URL. ``integrity`` is the integrity
+    status that the database endpoint reports ("pass", "fail", "skip"), or "" when
+    it reports none.
+    """
 
     endpoint: ProbeResult | None = None
     endpoint_pool: dict[str, float] = field(default_factory=dict)
     endpoint_error: str | None = None
+    integrity: str = ""
     integrity_problem: str | None = None
+    unreachable: str | None = None
+    base_url: str = ""
     url: DatabaseUrl | None = None
     postgres: ConnectResult | None = None
     sqlite: SqliteReport | None = None
@@ -60,40 +70,26 @@ class DbFacts:
         return self.errors.count(kind) if self.errors else 0
 
 
-@dataclass(frozen=True)
-class RecoveryOption:
-    """A recovery action with the evidence for it; ``confidence`` is high or medium."""
-
-    action: str
-    evidence: str
-    confidence: str
-    source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the option as JSON values."""
-        return asdict(self)
-
-
 def pool_exhaustion(facts: DbFacts) -> list[str]:
     """Return the evidence that the application's pool is exhausted."""
     evidence = []
     pool = facts.pool
     if pool is not None and pool.exhausted_samples:
         evidence.append(
-            f"pool {pool.max_utilisation or 0:.0%} in use with up to "
-            f"{pool.max_waiting:g} requests waiting ({pool.exhausted_samples} of "
-            f"{len(pool.usage)} scrapes)"
+            f"pool {percent(pool.max_utilisation or 0.0)} in use with up to "
+            f"{counted(pool.max_waiting, 'request')} waiting "
+            f"({pool.exhausted_samples} of {counted(len(pool.usage), 'scrape')})"
         )
     figures = facts.endpoint_pool
     if figures.get("waiting") and figures.get("idle") == 0:
         evidence.append(
             f"the database endpoint reports {figures.get('total', 0):g} of "
-            f"{figures.get('max', 0):g} connections, none idle, "
-            f"{figures['waiting']:g} clients waiting"
+            f"{counted(figures.get('max', 0), 'connection')}, none idle, "
+            f"{counted(figures['waiting'], 'client')} waiting"
         )
     timeouts = facts.error_count(CLIENT_POOL_TIMEOUT)
     if timeouts:
-        evidence.append(f"{timeouts} client pool timeouts in the error logs")
+        evidence.append(f"{counted(timeouts, 'client pool timeout')} in the error logs")
     return evidence
 
 
@@ -120,7 +116,7 @@ def unreachable_from_application(facts: DbFacts) -> str | None:
         example = next(
             e.message for e in facts.errors.errors if e.error.kind == CONNECTION_REFUSED
         )
-        return f"{refused} refused connections in the error logs ({example})"
+        return f"{counted(refused, 'refused connection')} in the error logs ({example})"
     return None
 
 
@@ -136,7 +132,9 @@ def connection_limit(facts: DbFacts) -> list[str]:
         )
     rejected = facts.error_count(CONNECTION_LIMIT)
     if rejected:
-        evidence.append(f"{rejected} errors with SQLSTATE 53300 in the error logs")
+        evidence.append(
+            f"{counted(rejected, 'error')} with SQLSTATE 53300 in the error logs"
+        )
     postgres = facts.postgres
     if postgres is not None and postgres.kind == CONNECTION_LIMIT:
         evidence.append(f"a direct connection was rejected: {postgres.error}")
@@ -157,89 +155,23 @@ def corruption(facts: DbFacts) -> list[str]:
     return evidence
 
 
-def recovery_options(facts: DbFacts) -> list[RecoveryOption]:
-    """Return the recovery actions that the facts support, most urgent first."""
-    options = [
-        option
-        for option in (_restart(facts), _scale(facts), _roll_back(facts))
-        if option is not None
-    ]
-
-    # The PostgreSQL remediation, each with the finding that supports it.
-    activity = facts.activity
-    for text in activity.recommendations if activity else []:
-        evidence = _session_evidence(activity, text) if activity else ""
-        options.append(RecoveryOption(text, evidence, "high", "postgres"))
-    return options
-
-
-def _restart(facts: DbFacts) -> RecoveryOption | None:
-    pool = pool_exhaustion(facts)
-    accepts = database_accepts(facts)
-    if not pool or accepts is None:
-        return None
-    return RecoveryOption(
-        "Restart the application to free its connection pool, then fix the release "
-        "path that leaks connections",
-        "; ".join([*pool, accepts]),
-        "high" if len(pool) > 1 else "medium",
-        "runbook",
-    )
-
-
-def _scale(facts: DbFacts) -> RecoveryOption | None:
-    # NOTE: the database host's CPU and memory are not visible from here, so this
-    # option rests on the connection limit alone.
-    limit = connection_limit(facts)
-    if not limit:
-        return None
-    return RecoveryOption(
-        "Scale the database: raise max_connections (with memory to match) or put a "
-        "pooler such as PgBouncer in front of it",
-        "; ".join(limit),
-        "high" if len(limit) > 1 else "medium",
-        "runbook",
-    )
-
-
-def _roll_back(facts: DbFacts) -> RecoveryOption | None:
-    broken = corruption(facts)
-    if not broken:
-        return None
-    latest = _latest_migration(facts)
-    action = "Roll back the recent migration"
-    if latest:
-        action += f" ({latest})"
-    action += (
-        ": follow the database-rollback procedure (stop traffic, back up the current "
-        "state, restore, validate)"
-    )
-    return RecoveryOption(action, "; ".join(broken), "high", "runbook")
-
-
-# The finding of pg_activity.diagnose that supports a remediation, by a word of it.
-_EVIDENCE_FINDINGS = (
-    ("pg_cancel_backend", "long-running queries"),
-    ("idle_in_transaction_session_timeout", "idle in transaction"),
-    ("release path", "idle in transaction"),
-)
-
-
-def _session_evidence(activity: PgActivity, action: str) -> str:
-    name = next(
-        (finding for word, finding in _EVIDENCE_FINDINGS if word in action),
-        "lock blocking",
-    )
-    finding = activity.finding(name)
-    return finding.summary if finding is not None else "PostgreSQL sessions"
-
-
-def _latest_migration(facts: DbFacts) -> str | None:
-    for migrations in facts.migrations:
-        if migrations.latest:
-            when = migrations.latest_applied_at
-            return migrations.latest + (f", applied {when}" if when else "")
-    return None
+def diagnosis_line(facts: DbFacts) -> str:
+    """Return the diagnosis in one line: the problems found, the most severe first."""
+    problems = diagnose(facts)
+    if facts.unreachable:
+        # Only the direct database checks ran, so they are all that can follow.
+        line = unreachable_line(facts.unreachable, facts.base_url)
+        return "; also ".join([line, *problems])
+    if problems:
+        return "; also ".join(problems)
+    if facts.direct_ok is None:
+        url = facts.url
+        reason = url.problem if url is not None and url.problem else "not attempted"
+        return (
+            "no database problem found at the endpoint, in the pool or in the logs; "
+            f"the database itself was not checked directly ({reason})"
+        )
+    return "no database problem found"
 
 
 def diagnose(facts: DbFacts) -> list[str]:
@@ -248,7 +180,7 @@ def diagnose(facts: DbFacts) -> list[str]:
 
     # Reachability: the application, then the database from the application.
     endpoint = facts.endpoint
-    if endpoint is not None and endpoint.status == "error":
+    if endpoint is not None and endpoint.status == "error" and not facts.unreachable:
         reason = (endpoint.error or str(endpoint.error_kind)).rstrip(".")
         problems.append(
             f"the application does not answer at its database endpoint ({reason})"
@@ -279,9 +211,12 @@ def diagnose(facts: DbFacts) -> list[str]:
     problems += _session_problems(facts)
     if facts.pool is not None and facts.pool.high_samples and not pool:
         highest = facts.pool.max_utilisation or 0.0
-        problems.append(f"connection pool above 80 %: up to {highest:.0%} in use")
+        problems.append(
+            "connection pool above the information alert line (80 % for 15 min): "
+            f"up to {percent(highest)} in use"
+        )
     url = facts.url
-    if url is not None and url.state in ("missing", "invalid"):
+    if url is not None and url.state == "invalid":
         problems.append(f"database URL: {url.problem}")
     return problems
 
@@ -290,8 +225,7 @@ def _direct_hint(direct_ok: bool | None) -> str:
     if direct_ok is True:
         return (
             "; the database accepts direct connections from here, so check the "
-            "application's network path to it and its database URL (restarting the "
-            "application will not help)"
+            "application's network path to it and its database URL"
         )
     if direct_ok is False:
         return "; direct connections fail too, so the database itself is down"

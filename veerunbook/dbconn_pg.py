@@ -2,9 +2,11 @@
 
 ``read_activity`` takes one snapshot of ``pg_stat_activity`` through
 ``veerunbook.pg_collect.collect`` and journals each finding of
-``veerunbook.pg_activity.diagnose`` as a check. It keeps the analyses that the
+``veerunbook.pg_diagnose.diagnose`` as a check. It keeps the analyses that the
 notebook shows as tables: capacity, sessions by state, sessions idle in transaction
 per application, lock waits with their root blockers, and the longest-running queries.
+Sessions hidden from the reading role are counted in every table that leaves them
+out, so an empty table never stands for "none".
 """
 
 from __future__ import annotations
@@ -12,22 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from veerunbook import pg_activity
-from veerunbook.errors import UsageError
+from veerunbook import pg_actions, pg_activity, pg_diagnose, pg_locks, pg_snapshot
+from veerunbook.errors import DatabaseUnavailable, UsageError
 from veerunbook.triage_tables import Nothing
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from veerunbook.pg_activity import (
-        Capacity,
-        Finding,
-        IdleInTransaction,
-        LockWaits,
-        LongRunning,
-        Snapshot,
-        StateCounts,
-    )
+    from veerunbook.pg_activity import Capacity, IdleInTransaction, StateCounts
+    from veerunbook.pg_diagnose import Finding
+    from veerunbook.pg_locks import LockWaits, LongRunning
+    from veerunbook.pg_snapshot import Snapshot
     from veerunbook.session import Session
 
 
@@ -52,7 +49,7 @@ class PgActivity:
 
 def read_activity(session: Session, dsn: str, timeout_s: float) -> PgActivity:
     """Take a snapshot of the server's sessions, analyse it and journal the findings."""
-    from veerunbook.pg_collect import DatabaseUnavailable, collect
+    from veerunbook.pg_collect import collect
 
     try:
         snapshot = collect(dsn, timeout_s=timeout_s)
@@ -78,10 +75,12 @@ def read_activity(session: Session, dsn: str, timeout_s: float) -> PgActivity:
 
 
 def analyse(snapshot: Snapshot) -> PgActivity:
-    """Run every analysis of ``veerunbook.pg_activity`` on one snapshot."""
+    """Run the analyses of ``veerunbook.pg_activity``, ``veerunbook.pg_locks`` and
+    ``veerunbook.pg_diagnose`` on one snapshot.
+    """
     idle = pg_activity.idle_in_transaction(snapshot)
-    locks = pg_activity.lock_waits(snapshot)
-    slow = pg_activity.long_running(snapshot)
+    locks = pg_locks.lock_waits(snapshot)
+    slow = pg_locks.long_running(snapshot)
     return PgActivity(
         snapshot=snapshot,
         capacity=pg_activity.capacity(snapshot),
@@ -89,8 +88,8 @@ def analyse(snapshot: Snapshot) -> PgActivity:
         idle=idle,
         locks=locks,
         slow=slow,
-        findings=pg_activity.diagnose(snapshot),
-        recommendations=pg_activity.recommendations(snapshot, idle, locks, slow),
+        findings=pg_diagnose.diagnose(snapshot),
+        recommendations=pg_actions.recommendations(snapshot, idle, locks, slow),
     )
 
 
@@ -98,7 +97,10 @@ def activity_summary(activity: PgActivity) -> dict[str, object]:
     """Return the counts and the root blockers as JSON values, for the journal."""
     capacity, states = activity.capacity, activity.states
     idle, locks = activity.idle, activity.locks
+    snapshot = activity.snapshot
     return {
+        "read_as_role": snapshot.role if snapshot else None,
+        "hidden_sessions": len(snapshot.hidden_clients()) if snapshot else None,
         "client_backends": capacity.client_backends if capacity else None,
         "usable_connections": capacity.usable if capacity else None,
         "connection_limit_full": capacity.full if capacity else None,
@@ -143,7 +145,7 @@ def idle_table(activity: PgActivity | None) -> pd.DataFrame | Nothing:
     if activity is None or activity.idle is None:
         return _unavailable(activity)
     if not activity.idle.by_application:
-        return Nothing("no session is idle in a transaction")
+        return Nothing(_visible("no session is idle in a transaction", activity))
     return activity.idle.frame()
 
 
@@ -161,6 +163,15 @@ def long_running_table(activity: PgActivity | None) -> pd.DataFrame | Nothing:
     if activity is None or activity.slow is None:
         return _unavailable(activity)
     if not activity.slow.queries:
-        limit = pg_activity.format_age(activity.slow.min_duration)
-        return Nothing(f"no client query has been running for {limit} or more")
+        limit = pg_snapshot.format_age(activity.slow.min_duration)
+        text = f"no client query has been running for {limit} or more"
+        return Nothing(_visible(text, activity))
     return activity.slow.frame()
+
+
+def _visible(text: str, activity: PgActivity) -> str:
+    """Qualify ``text`` with the hidden sessions, which it cannot speak for."""
+    note = activity.snapshot.hidden_note() if activity.snapshot else None
+    if note is None:
+        return text
+    return f"among the visible sessions, {text}; {note}"

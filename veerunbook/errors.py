@@ -12,12 +12,20 @@ Every error that the command line turns into a one-line message derives from
 - ``JournalError``: the journal cannot be read or appended to.
 - ``RunError``: a run started but could not complete (kernel died, timeout, cell
   error). The partial notebook has been archived; the command line exits with code 3.
+- ``DatabaseUnavailable``: a PostgreSQL server cannot be read because it is unreachable,
+  rejects the login, has no free connection slot or does not respond in time.
+  ``error_class`` is its classification by ``veerunbook.pg_errors``.
 
-Network and protocol trouble with a target is never raised: probes return it as a
+Network and protocol trouble with an HTTP target is never raised: probes return it as a
 recorded result.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from veerunbook.pg_errors import ErrorClass
 
 
 class VeerunbookError(Exception):
@@ -49,3 +57,15 @@ class JournalError(VeerunbookError):
 
 class RunError(VeerunbookError):
     """Raised when a run could not complete; the partial notebook is archived."""
+
+
+class DatabaseUnavailable(VeerunbookError):
+    """Raised when a PostgreSQL server cannot be read.
+
+    The server is unreachable, rejects the login, has no free connection slot or does
+    not respond within the timeout. ``error_class`` classifies the failure.
+    """
+
+    def __init__(self, message: str, error_class: ErrorClass) -> None:
+        super().__init__(message)
+        self.error_class = error_class

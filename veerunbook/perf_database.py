@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from veerunbook import metrics
 from veerunbook.dbcheck import read_database_url
+from veerunbook.errors import DatabaseUnavailable
 from veerunbook.perf_recovery import DATABASE_SHARE
-from veerunbook.pg_activity import LONG_QUERY_LIMIT, long_running
-from veerunbook.pg_collect import (
-    DatabaseUnavailable,
-    StatementStats,
-    collect,
-    slow_statements,
-)
+from veerunbook.pg_collect import StatementStats, collect, slow_statements
+from veerunbook.pg_locks import LONG_QUERY_LIMIT, long_running
 from veerunbook.session import Session
+from veerunbook.text import counted
 from veerunbook.triage import POOL_WARN
 from veerunbook.triage_tables import Nothing, frame
 from veerunbook.webvitals import finite_number
@@ -46,10 +43,21 @@ class DatabaseFacts:
 
 
 def observe(
-    session: Session, scrape: metrics.Scrape | None, user_p50_ms: float | None
+    session: Session,
+    scrape: metrics.Scrape | None,
+    user_p50_ms: float | None,
+    unreachable: str | None = None,
 ) -> DatabaseFacts:
-    """Check pool utilisation and query latency, journaling one check for each."""
+    """Check pool utilisation and query latency, journaling one check for each.
+
+    With ``unreachable`` (such as "target unreachable: connection refused at URL")
+    both checks are skipped for that reason, and the target is not probed again.
+    """
     facts = DatabaseFacts()
+    if unreachable is not None:
+        session.run.check("connection pool", "skip", summary=unreachable)
+        session.run.check("database query latency", "skip", summary=unreachable)
+        return facts
     if scrape is None:
         session.run.check(
             "connection pool", "skip", summary="no metrics scrape to read it from"
@@ -95,10 +103,10 @@ def _check_pool(
         status,
         observed=percent,
         unit="%",
-        expected="<= 80 % (P2 information alert, 15 min)",
+        expected="<= 80 % (information alert line: above 80 % for 15 min)",
         evidence=pool.to_dict(),
-        summary=f"{pool.active:g} of {pool.max:g} connections in use ({percent:g} %),"
-        f" {waiting:g} requests waiting",
+        summary=f"{pool.active:g} of {counted(pool.max or 0.0, 'connection')} in use"
+        f" ({percent:g} %), {counted(waiting, 'request')} waiting",
     )
     rows.append(_row("pool utilisation", percent, "%", "<= 80 %", status))
     rows.append(_row("requests waiting for a connection", waiting, "", "0", status))
@@ -155,7 +163,7 @@ def slow_queries(
 
     A statement counts as slow when its mean time is at least DATABASE_SHARE of
     the user p50. Without pg_stat_statements the active queries running for
-    ``pg_activity.LONG_QUERY_LIMIT`` or longer are listed instead.
+    ``pg_locks.LONG_QUERY_LIMIT`` or longer are listed instead.
     """
     url = read_database_url(session.target.database_url_env)
     if url.state == "missing":
@@ -197,15 +205,17 @@ def _statements(
         unit="ms",
         expected=expected,
         evidence=[_describe(item) for item in statements[:5]],
-        summary=f"{len(slow)} of the {len(statements)} statements with the highest"
-        " mean time in pg_stat_statements are slow"
+        summary=f"{len(slow)} of the {counted(len(statements), 'statement')} with"
+        " the highest mean time in pg_stat_statements "
+        + ("is" if len(slow) == 1 else "are")
+        + " slow"
         + ("" if limit is not None else " (no user p50 to compare with)"),
     )
     rows = [
         {
-            "mean ms": round(item.mean_ms, 1),
+            "mean (ms)": round(item.mean_ms, 1),
             "calls": item.calls,
-            "total ms": round(item.total_ms, 1),
+            "total (ms)": round(item.total_ms, 1),
             "rows": item.rows,
             "slow": item in slow,
             "query": item.query,
@@ -234,8 +244,9 @@ def _long_running(
         observed=len(running.queries),
         unit="queries",
         expected=f"no active query running {least:g} s or longer",
-        summary=f"{len(running.queries)} active queries running {least:g} s or"
-        f" longer; statement statistics are unavailable: {reason}",
+        summary=f"{counted(len(running.queries), 'active query', 'active queries')}"
+        f" running {least:g} s or longer; statement statistics are unavailable:"
+        f" {reason}",
     )
     if not running.queries:
         return Nothing(
