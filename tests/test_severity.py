@@ -63,7 +63,8 @@ def test_error_rate_boundaries(
 def test_error_rate_short_window_note() -> None:
     reason = classified(error_rate=0.06, window_seconds=119.0).reasons[0]
     assert reason.evidence == (
-        "6.00 % of user requests answered 5xx; the 119 s window cannot confirm 2 minutes"
+        "6.00 % of user requests answered 5xx;"
+        " the 119 s window cannot confirm 2 minutes"
     )
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
@@ -88,47 +88,6 @@ class SqliteCatalog:
 
 def _sqlite_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-class PostgresCatalog:
-    """The tables of a PostgreSQL database that the connected role can see."""
-
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
-        self._connection = connection
-        self._columns: dict[Table, set[str]] = {}
-        rows = connection.execute(
-            "SELECT table_schema, table_name, column_name"
-            " FROM information_schema.columns"
-            " WHERE table_schema <> ALL(%s)"
-            " ORDER BY table_schema, table_name",
-            (list(_SYSTEM_SCHEMAS),),
-        ).fetchall()
-        for schema, name, column in rows:
-            self._columns.setdefault(Table(str(schema), str(name)), set()).add(
-                str(column)
-            )
-
-    def tables(self) -> list[Table]:
-        return list(self._columns)
-
-    def columns(self, table: Table) -> set[str]:
-        return set(self._columns.get(table, set()))
-
-    def select(
-        self, table: Table, columns: Sequence[str], limit: int
-    ) -> list[dict[str, Any]]:
-        from psycopg import sql
-
-        present = [name for name in columns if name in self.columns(table)]
-        if not present:
-            return []
-        query = sql.SQL("SELECT {} FROM {} LIMIT {}").format(
-            sql.SQL(", ").join(sql.Identifier(name) for name in present),
-            sql.Identifier(table.schema or "public", table.name),
-            sql.Literal(limit),
-        )
-        rows = self._connection.execute(query).fetchall()
-        return [_row(columns, present, values) for values in rows]
 
 
 def _row(
