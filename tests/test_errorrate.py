@@ -1325,7 +1325,8 @@ def test_option_ranking(outputs: Outputs) -> None:
         "roll back the deployment",
         "scale application resources",
         "fix the defect forward (hotfix)",
-        "run the security-incident procedure",
+        "follow the runbook's Security Incidents steps by hand"
+        " (no security-incident procedure yet)",
         "raise rate limits temporarily",
     ]
     assert table["score"].tolist() == [90, 85, 80, 40, 0, 0]
@@ -1462,7 +1463,8 @@ def test_attack_diagnosis_leads(attack: Outputs) -> None:
         f"security incident: privilege-escalation attempt from 203.0.113.11 at {when}"
         " UTC; 143 failed logins from 14 addresses in the last minute;"
         " 14 IPs blocked in the last minute, above the warning alert line"
-        " (more than 10 in 1 min); run the security-incident procedure; 5xx "
+        " (more than 10 in 1 min); follow the runbook's Security Incidents steps"
+        " by hand (no security-incident procedure yet); 5xx "
     )
 
 
@@ -1475,7 +1477,8 @@ def test_attack_diagnosis_then_block(attack: Outputs) -> None:
 def test_attack_security_first(attack: Outputs) -> None:
     table = attack.tables["options"]
     assert table["action"].tolist()[:2] == [
-        "run the security-incident procedure",
+        "follow the runbook's Security Incidents steps by hand"
+        " (no security-incident procedure yet)",
         "block abusive IP addresses",
     ]
     assert table["rank"].tolist()[:2] == [1, 2]
@@ -1523,3 +1526,25 @@ def test_unread_history_no_rollback(unread_history: Outputs) -> None:
     options = {option.key: option for option in unread_history.procedure.options}
     assert options["rollback"].rank is None
     assert options["fix"].score == 40
+
+
+def test_rank_database_503s_not_limits() -> None:
+    # 100 of 100 user requests answered 503 while every error entry blames the
+    # database: the 503s are no evidence for raising rate limits.
+    evidence = Evidence(
+        statuses={"503": 100.0}, error_kinds={"dependency": 20}, error_rate=1.0
+    )
+    raise_limits = by_key(rank_recovery(evidence))["raise"]
+    assert raise_limits.score == 0
+    assert raise_limits.rank is None
+    assert raise_limits.against == [
+        "the 503s come with dependency errors (100 % of error entries)"
+    ]
+
+
+def test_rank_429s_still_count_as_limits() -> None:
+    # 5 of 100 requests answered 429: 5 % is above the 1 % share, worth 40.
+    evidence = Evidence(statuses={"200": 95.0, "429": 5.0})
+    raise_limits = by_key(rank_recovery(evidence))["raise"]
+    assert raise_limits.score == 40
+    assert raise_limits.evidence == ["5.0 % of user requests received 429 or 503"]

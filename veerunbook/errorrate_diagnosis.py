@@ -13,6 +13,7 @@ from veerunbook import metrics
 from veerunbook.errorrate_evidence import application_frame, error_type
 from veerunbook.errorrate_security import FAILED_LOGINS_WARN, security_incident
 from veerunbook.errorrate_text import BLOCKED_WARNING, BLOCKED_WARNING_LINE, rate_level
+from veerunbook.run_summary import procedure_step
 from veerunbook.text import counted, percent
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def _security_findings(procedure: HighErrorRate) -> tuple[list[str], list[str]]:
     breaches = [event.describe() for event in procedure.breaches[:2]]
     lead = ", ".join(breaches) if breaches else incident[0]
     rest = signs if breaches else signs[1:]
-    steps = [f"security incident: {lead}", *rest, "run the security-incident procedure"]
+    steps = [f"security incident: {lead}", *rest, procedure_step("security-incident")]
     return steps, []
 
 

@@ -24,6 +24,7 @@ from veerunbook.errorrate_text import (
     BLOCKED_WARNING_LINE,
     rate_level,
 )
+from veerunbook.run_summary import procedure_step
 from veerunbook.text import percent
 from veerunbook.triage import MEMORY_FAIL, POOL_WARN
 
@@ -76,7 +77,9 @@ def rank_recovery(evidence: Evidence) -> list[RecoveryOption]:
 
 
 def _security_incident(evidence: Evidence) -> RecoveryOption:
-    option = RecoveryOption("security", ACTIONS["security"], from_runbook=False)
+    option = RecoveryOption(
+        "security", procedure_step("security-incident"), from_runbook=False
+    )
     if evidence.breaches:
         # A breach sign outranks every recovery from the errors: the runbook's
         # security-incident response starts within its first 5 minutes.
@@ -107,7 +110,17 @@ def _raise_limits(evidence: Evidence) -> RecoveryOption:
     option = RecoveryOption("raise", ACTIONS["raise"])
     statuses = evidence.statuses
     total = sum(statuses.values())
-    limited = statuses.get("429", 0.0) + statuses.get("503", 0.0)
+    limited = statuses.get("429", 0.0)
+    unavailable = statuses.get("503", 0.0)
+    dependency = evidence.kind_share("dependency")
+    if unavailable and dependency >= MAJORITY:
+        # A 503 from a failing database or upstream is not a limit being hit.
+        option.against.append(
+            f"the 503s come with dependency errors ({percent(dependency, 0)} of"
+            " error entries)"
+        )
+    else:
+        limited += unavailable
     if total and limited / total > LIMITED_SHARE:
         option.add(
             40, f"{percent(limited / total, 1)} of user requests received 429 or 503"

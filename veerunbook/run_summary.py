@@ -197,6 +197,15 @@ def by_hand(procedure: str) -> str:
     return f"follow the runbook's {section} steps by hand"
 
 
+def procedure_step(procedure: str) -> str:
+    """Return "run the NAME procedure", or the runbook section while it is not built."""
+    from veerunbook.procedures import list_procedures
+
+    if procedure in {found.name for found in list_procedures()}:
+        return f"run the {procedure} procedure"
+    return f"{by_hand(procedure)} (no {procedure} procedure yet)"
+
+
 def next_lines(events: list[Event], incident: str) -> list[str]:
     """Return one ``next:`` line per recommended procedure, with how to run it."""
     started = [e for e in events if e["event"] == "run.started"]
