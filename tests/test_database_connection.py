@@ -195,17 +195,26 @@ def test_outage_integrity_is_skipped(demo_runs: dict[str, Run]) -> None:
 
 def test_outage_diagnosis(demo_runs: dict[str, Run]) -> None:
     diagnosis = demo_runs["db-outage"].note("diagnosis")
+    # The demo's direct check opens its SQLite file, not the server at
+    # 192.0.2.10:5432 that the application names, so it proves nothing about it.
     assert diagnosis == (
         "database unreachable from the application: connect ECONNREFUSED "
-        "192.0.2.10:5432; the database accepts direct connections from here, so "
-        "check the application's network path to it and its database URL"
+        "192.0.2.10:5432; the direct check opened a SQLite file while the "
+        "application names a network database, so it says nothing about that "
+        "server: check it and the application's DATABASE_URL"
     )
 
 
-def test_outage_ranks_nothing(demo_runs: dict[str, Run]) -> None:
+def test_outage_ranks_server_first(demo_runs: dict[str, Run]) -> None:
     run = demo_runs["db-outage"]
-    assert _ranks(run) == [None, None, None]
-    assert _recovery(run)[0]["evidence"].startswith(
+    options = _recovery(run)
+    assert _ranks(run) == [1, None, None, None]
+    assert options[0]["action"].startswith("Bring the database server")
+    assert options[0]["source"] == "outage"
+    assert options[0]["evidence"] == (
+        "the application: connect ECONNREFUSED 192.0.2.10:5432"
+    )
+    assert options[1]["evidence"].startswith(
         "no evidence: the pool was exhausted in none of 2 scrapes (up to 0 % in use)"
     )
 

@@ -9,6 +9,7 @@ recovery options built from the same evidence are in ``veerunbook.dbconn_recover
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -91,6 +92,10 @@ def pool_exhaustion(facts: DbFacts) -> list[str]:
     if timeouts:
         evidence.append(f"{counted(timeouts, 'client pool timeout')} in the error logs")
     return evidence
+
+
+# A host:port pair in an error message ("connect ECONNREFUSED 192.0.2.10:5432").
+_NETWORK_ADDRESS = re.compile(r"\b[\w.-]+:\d{2,5}\b")
 
 
 def database_accepts(facts: DbFacts) -> str | None:
@@ -187,7 +192,7 @@ def diagnose(facts: DbFacts) -> list[str]:
         )
     unreachable = unreachable_from_application(facts)
     if unreachable:
-        hint = _direct_hint(facts.direct_ok)
+        hint = _direct_hint(facts)
         problems.append(
             f"database unreachable from the application: {unreachable}{hint}"
         )
@@ -221,7 +226,21 @@ def diagnose(facts: DbFacts) -> list[str]:
     return problems
 
 
-def _direct_hint(direct_ok: bool | None) -> str:
+def checked_other_database(facts: DbFacts) -> bool:
+    """Whether the direct check opened a SQLite file while the app names a server."""
+    url = facts.url
+    names_host = bool(_NETWORK_ADDRESS.search(facts.endpoint_error or ""))
+    return url is not None and bool(url.sqlite_path) and names_host
+
+
+def _direct_hint(facts: DbFacts) -> str:
+    direct_ok = facts.direct_ok
+    if direct_ok is True and checked_other_database(facts):
+        return (
+            "; the direct check opened a SQLite file while the application names a "
+            "network database, so it says nothing about that server: check it and "
+            "the application's DATABASE_URL"
+        )
     if direct_ok is True:
         return (
             "; the database accepts direct connections from here, so check the "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from veerunbook.dbconn_advice import (
     DbFacts,
+    checked_other_database,
     connection_limit,
     corruption,
     database_accepts,
@@ -38,6 +39,10 @@ SCALE_ACTION = (
 )
 ROLL_BACK_ACTION = "Roll back the recent migration"
 SERVICE_ACTION = "Restart the application's service if triage confirms it is down"
+SERVER_ACTION = (
+    "Bring the database server the application names back up, or correct the "
+    "application's DATABASE_URL; restarting the application will not help"
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,8 @@ class RecoveryOption:
     ``rank`` counts from 1 among the options that the evidence supports and is None
     for the others. ``confidence`` is "high" with two or more independent findings,
     "medium" with one, and None without a rank. ``source`` is "runbook",
-    "postgres" (the server's sessions) or "service" (an unreachable target).
+    "postgres" (the server's sessions), "outage" (the database refuses the
+    application) or "service" (an unreachable target).
     """
 
     action: str
@@ -83,6 +89,9 @@ def recovery_options(facts: DbFacts) -> list[RecoveryOption]:
     """Return every recovery option: the ranked ones first, then the others."""
     candidates = [_restart(facts), _scale(facts), _roll_back(facts)]
     candidates += _postgres(facts.activity)
+    server = _server(facts)
+    if server is not None:
+        candidates.insert(0, server)
     if facts.unreachable:
         candidates.insert(0, _restart_service(facts))
         return [candidate.option(None) for candidate in candidates]
@@ -104,6 +113,16 @@ def _restart_service(facts: DbFacts) -> _Candidate:
             "checks whether the process is down"
         ),
     )
+
+
+def _server(facts: DbFacts) -> _Candidate | None:
+    # Not one of the runbook's recovery actions, which all assume the server runs;
+    # it is its first response step ("check database server health") turned into
+    # the action an outage calls for, so it is listed only when one is seen.
+    refused = unreachable_from_application(facts)
+    if refused and (facts.direct_ok is not True or checked_other_database(facts)):
+        return _Candidate(SERVER_ACTION, "outage", (f"the application: {refused}",))
+    return None
 
 
 def _restart(facts: DbFacts) -> _Candidate:
