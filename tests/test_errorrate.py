@@ -55,7 +55,7 @@ from veerunbook.metrics_series import (
     sample_series,
 )
 from veerunbook.security import SecuritySummary
-from veerunbook.text import counted, percent
+from veerunbook.text import counted, percent, whole
 from veerunbook.triage_tables import Nothing
 
 if TYPE_CHECKING:
@@ -1548,3 +1548,9 @@ def test_rank_429s_still_count_as_limits() -> None:
     raise_limits = by_key(rank_recovery(evidence))["raise"]
     assert raise_limits.score == 40
     assert raise_limits.evidence == ["5.0 % of user requests received 429 or 503"]
+
+
+def test_whole_counts_print_without_decimals() -> None:
+    assert str(whole(97.0)) == "97"
+    assert whole(2.5) == 2.5
+    assert whole(None) is None

@@ -16,7 +16,7 @@ from typing import Any
 from veerunbook import metrics
 from veerunbook.metrics_series import Sample
 from veerunbook.record import RunContext
-from veerunbook.text import counted, percent
+from veerunbook.text import counted, percent, whole
 from veerunbook.triage import POOL_WARN
 
 POOL_WARN_PCT = POOL_WARN * 100  # information alert line: above 80 % for 15 min
@@ -72,10 +72,10 @@ class PoolWindow:
         return [
             {
                 "time (UTC)": moment.strftime("%H:%M:%S"),
-                "active": usage.active,
-                "idle": usage.idle,
-                "waiting": usage.waiting,
-                "max": usage.max,
+                "active": whole(usage.active),
+                "idle": whole(usage.idle),
+                "waiting": whole(usage.waiting),
+                "max": whole(usage.max),
                 "in use (%)": _percent(usage.utilisation),
             }
             for moment, usage in zip(self.times, self.usage, strict=True)

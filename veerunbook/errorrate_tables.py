@@ -18,6 +18,7 @@ from veerunbook.errorrate_evidence import (
 from veerunbook.errorrate_resources import Resources
 from veerunbook.logs import ErrorGroup
 from veerunbook.logs_model import format_time
+from veerunbook.text import whole
 from veerunbook.triage_tables import Nothing, frame
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ def _row(traffic: str, route: str, requests: float, errors: float) -> dict[str, 
     return {
         "traffic": traffic,
         "route": route,
-        "requests": requests,
-        "5xx": errors,
+        "requests": whole(requests),
+        "5xx": whole(errors),
         "5xx (%)": share,
     }
 

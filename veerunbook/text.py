@@ -16,3 +16,10 @@ def counted(count: float, noun: str, plural: str | None = None) -> str:
 def percent(fraction: float, digits: int = 0) -> str:
     """Return a fraction as a percent with a space before the sign: "85 %"."""
     return f"{fraction * 100:.{digits}f} %"
+
+
+def whole(value: float | None) -> float | int | None:
+    """Return a whole-numbered count as an int, so a table shows 97, not 97.0."""
+    if value is None or not float(value).is_integer():
+        return value
+    return int(value)
