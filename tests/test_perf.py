@@ -23,9 +23,9 @@ from tests.httpfixture import RawServer, load_recorded, replay, response_bytes
 from tests.pgcluster import PgCluster
 from veerunbook import metrics
 from veerunbook import session as vr_session
+from veerunbook.metrics_sampling import check_scrape_count
 from veerunbook.metrics_series import Sample
 from veerunbook.perf import Performance
-from veerunbook.perf_checks import check_scrapes
 from veerunbook.perf_database import (
     DatabaseFacts,
     observe,
@@ -828,7 +828,7 @@ def test_scrapes_one_check_by_reason(session: vr_session.Session) -> None:
         Sample(at[2], None, "HTTP 503: service unavailable"),
         Sample(at[3], scrape(AFTER, at[3].timestamp()), None),
     ]
-    check_scrapes(session.run, series)
+    check_scrape_count(session.run, series)
     check = session.run.checks[-1]
     assert len(session.run.checks) == 1
     assert check.name == "metrics scrapes"
@@ -845,7 +845,7 @@ def test_scrapes_one_success_is_error(session: vr_session.Session) -> None:
         Sample(START, scrape(BEFORE, START.timestamp()), None),
         Sample(START, None, "HTTP 500: internal error"),
     ]
-    check_scrapes(session.run, series)
+    check_scrape_count(session.run, series)
     assert session.run.checks[-1].status == "error"
     assert session.run.checks[-1].summary.startswith("1 of 2 metrics scrapes")
 

@@ -14,13 +14,13 @@ line warns (see ``veerunbook.errorrate_text``). The security checks are in
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from veerunbook import metrics
 from veerunbook.errorrate_recovery import CPU_BUSY_CORES, EVENT_LOOP_LAG_S
 from veerunbook.errorrate_resources import Resources
 from veerunbook.errorrate_text import rate_level
+from veerunbook.metrics_sampling import check_scrape_count
 from veerunbook.metrics_series import Sample
 from veerunbook.text import counted, percent
 from veerunbook.triage import MEMORY_FAIL, POOL_WARN
@@ -37,33 +37,8 @@ RATE_EXPECTED = (
 
 
 def check_scrapes(run: RunContext, series: list[Sample]) -> None:
-    """Journal how many scrapes succeeded, as one check, and any format defects.
-
-    Failures are counted per reason, so seven refused scrapes read as one line.
-    """
-    failed = Counter(
-        sample.problem or "unknown" for sample in series if not sample.scrape
-    )
-    done = len(series) - sum(failed.values())
-    status = "pass"
-    if failed:
-        status = "warn" if done >= 2 else "error"
-    summary = f"{done} of {counted(len(series), 'metrics scrape')} succeeded"
-    for problem, count in failed.most_common(3):
-        summary += f"; {count} failed: {problem}"
-    run.check(
-        "metrics scrapes",
-        status,
-        observed=done,
-        unit="scrapes",
-        expected=len(series),
-        evidence=[
-            {"at": s.at.isoformat(), "problem": s.problem}
-            for s in series
-            if not s.scrape
-        ][:20],
-        summary=summary,
-    )
+    """Journal how many scrapes succeeded, as one check, and any format defects."""
+    check_scrape_count(run, series)
     defective = [s.scrape for s in series if s.scrape is not None and s.scrape.warnings]
     if defective:
         warnings = defective[0].warnings

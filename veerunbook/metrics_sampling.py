@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from veerunbook import metrics
+from veerunbook.text import counted
 
 if TYPE_CHECKING:
     from veerunbook.probe import ProbeResult
+    from veerunbook.record import RunContext
     from veerunbook.session import Session
 
 # How long to wait before the one retry of a first scrape that got no response.
@@ -235,3 +238,34 @@ def _failure(result: ProbeResult) -> ScrapeResult:
         return ScrapeResult(None, f"HTTP {result.http_status}: {reason}")
     unreachable = _NO_RESPONSE.get(result.error_kind or "")
     return ScrapeResult(None, reason, unreachable)
+
+
+def check_scrape_count(run: RunContext, series: list[Sample]) -> None:
+    """Journal how many metrics scrapes succeeded as one check, failures by reason.
+
+    The check passes when all succeeded, warns when at least two did (a window can
+    still be measured) and is an error otherwise.
+    """
+    failed = Counter(
+        sample.problem or "unknown" for sample in series if not sample.scrape
+    )
+    done = len(series) - sum(failed.values())
+    status = "pass"
+    if failed:
+        status = "warn" if done >= 2 else "error"
+    summary = f"{done} of {counted(len(series), 'metrics scrape')} succeeded"
+    for problem, count in failed.most_common(3):
+        summary += f"; {count} failed: {problem}"
+    run.check(
+        "metrics scrapes",
+        status,
+        observed=done,
+        unit="scrapes",
+        expected=len(series),
+        evidence=[
+            {"at": sample.at.isoformat(), "problem": sample.problem}
+            for sample in series
+            if not sample.scrape
+        ][:20],
+        summary=summary,
+    )

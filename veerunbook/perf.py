@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from veerunbook import metrics, perf_database
+from veerunbook.metrics_sampling import check_scrape_count
 from veerunbook.metrics_series import (
     Sample,
     sample_series,
@@ -25,7 +26,6 @@ from veerunbook.metrics_series import (
     unreachable_reason,
 )
 from veerunbook.perf_checks import (
-    check_scrapes,
     check_slowest_route,
     check_user_p95,
     check_vital,
@@ -96,7 +96,7 @@ class Performance:
         reason = unreachable_reason(self.series)
         if reason is not None:
             return self._target_unreachable(reason)
-        check_scrapes(self.session.run, self.series)
+        check_scrape_count(self.session.run, self.series)
         done = [sample.scrape for sample in self.series if sample.scrape is not None]
         if len(done) < 2:
             return self._no_window(len(done))

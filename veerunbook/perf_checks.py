@@ -8,11 +8,9 @@ runbook's p95 alert lines: above 2000 ms for 5 min (warning alert) fails, above
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any
 
 from veerunbook import metrics
-from veerunbook.metrics_series import Sample
 from veerunbook.perf_routes import (
     INFORMATION_ALERT,
     WARNING_ALERT,
@@ -33,37 +31,6 @@ P95_EXPECTED = (
     "<= 2000 ms (warning alert line, 5 min), <= 1500 ms (information alert line,"
     " 15 min)"
 )
-
-
-def check_scrapes(run: RunContext, series: list[Sample]) -> None:
-    """Journal how many metrics scrapes succeeded as one check, failures by reason.
-
-    The check passes when all succeeded, warns when at least two did (a window can
-    still be measured) and is an error otherwise.
-    """
-    failed = Counter(
-        sample.problem or "unknown" for sample in series if not sample.scrape
-    )
-    done = len(series) - sum(failed.values())
-    status = "pass"
-    if failed:
-        status = "warn" if done >= 2 else "error"
-    summary = f"{done} of {counted(len(series), 'metrics scrape')} succeeded"
-    for problem, count in failed.most_common(3):
-        summary += f"; {count} failed: {problem}"
-    run.check(
-        "metrics scrapes",
-        status,
-        observed=done,
-        unit="scrapes",
-        expected=len(series),
-        evidence=[
-            {"at": sample.at.isoformat(), "problem": sample.problem}
-            for sample in series
-            if not sample.scrape
-        ][:20],
-        summary=summary,
-    )
 
 
 def check_user_p95(
