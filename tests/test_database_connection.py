@@ -196,7 +196,7 @@ def test_outage_integrity_is_skipped(demo_runs: dict[str, Run]) -> None:
 def test_outage_diagnosis(demo_runs: dict[str, Run]) -> None:
     diagnosis = demo_runs["db-outage"].note("diagnosis")
     # The demo's direct check opens its SQLite file, not the server at
-    # 192.0.2.10:5432 that the application names, so it proves nothing about it.
+    # 192.0.2.10:5432 that the application names, so it shows nothing about it.
     assert diagnosis == (
         "database unreachable from the application: connect ECONNREFUSED "
         "192.0.2.10:5432; the direct check opened a SQLite file while the "

@@ -1528,9 +1528,9 @@ def test_unread_history_no_rollback(unread_history: Outputs) -> None:
     assert options["fix"].score == 40
 
 
-def test_rank_database_503s_not_limits() -> None:
-    # 100 of 100 user requests answered 503 while every error entry blames the
-    # database: the 503s are no evidence for raising rate limits.
+def test_rank_dependency_503s_ignored() -> None:
+    # All 100 user requests got a 503 and every error entry blames the database,
+    # so the 503s are no evidence for raising rate limits.
     evidence = Evidence(
         statuses={"503": 100.0}, error_kinds={"dependency": 20}, error_rate=1.0
     )
@@ -1542,15 +1542,15 @@ def test_rank_database_503s_not_limits() -> None:
     ]
 
 
-def test_rank_429s_still_count_as_limits() -> None:
-    # 5 of 100 requests answered 429: 5 % is above the 1 % share, worth 40.
+def test_rank_429s_count_as_limits() -> None:
+    # 5 of 100 requests got a 429, so 5 % is above the 1 % share and scores 40.
     evidence = Evidence(statuses={"200": 95.0, "429": 5.0})
     raise_limits = by_key(rank_recovery(evidence))["raise"]
     assert raise_limits.score == 40
     assert raise_limits.evidence == ["5.0 % of user requests received 429 or 503"]
 
 
-def test_whole_counts_print_without_decimals() -> None:
+def test_whole_counts_no_decimals() -> None:
     assert str(whole(97.0)) == "97"
     assert whole(2.5) == 2.5
     assert whole(None) is None

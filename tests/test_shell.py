@@ -276,8 +276,8 @@ def test_partial_secret_at_cut_dropped() -> None:
 def test_huge_output_bounded_memory(tmp_path: Path) -> None:
     # 1 GB through the pipe; the measuring process must stay far below that. Its peak
     # is VmHWM, because Linux carries ru_maxrss over from the forking parent (pytest).
-    # Alone it peaks near 35 MiB; under a fully loaded test run peaks near 250 MiB
-    # were seen. The limit is half the output: holding the output whole cannot pass.
+    # Alone it peaks near 35 MiB, and under a fully loaded test run near 250 MiB.
+    # The limit is half the output, so a runner that kept the whole output fails.
     script = (
         "import json\n"
         "from veerunbook.redact import Redactor\n"

@@ -227,7 +227,7 @@ def diagnose(facts: DbFacts) -> list[str]:
 
 
 def checked_other_database(facts: DbFacts) -> bool:
-    """Whether the direct check opened a SQLite file while the app names a server."""
+    """Return True when the direct check opened SQLite but the app names a server."""
     url = facts.url
     names_host = bool(_NETWORK_ADDRESS.search(facts.endpoint_error or ""))
     return url is not None and bool(url.sqlite_path) and names_host

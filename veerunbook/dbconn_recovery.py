@@ -116,9 +116,9 @@ def _restart_service(facts: DbFacts) -> _Candidate:
 
 
 def _server(facts: DbFacts) -> _Candidate | None:
-    # Not one of the runbook's recovery actions, which all assume the server runs;
-    # it is its first response step ("check database server health") turned into
-    # the action an outage calls for, so it is listed only when one is seen.
+    # The runbook's recovery actions all assume a running server. This option turns
+    # its first response step (check the database server) into an action, so it is
+    # listed only when the application reports an outage.
     refused = unreachable_from_application(facts)
     if refused and (facts.direct_ok is not True or checked_other_database(facts)):
         return _Candidate(SERVER_ACTION, "outage", (f"the application: {refused}",))

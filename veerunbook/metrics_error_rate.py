@@ -91,7 +91,7 @@ class ErrorRate:
         return dict(json_safe(data))
 
 
-# The end of the note on series that had no requests before the window; the
+# The end of the note on series that had no requests before the window. The
 # series sampler replaces these per-interval notes with one for its whole window.
 NEW_SERIES_NOTE = "no requests before the window; all their requests count."
 

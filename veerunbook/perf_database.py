@@ -245,7 +245,7 @@ def _long_running(
         f" running {least:g} s or longer; statement statistics are unavailable:"
         f" {reason}"
     )
-    # Sessions this role cannot see may hold slow queries: never a pass then.
+    # Sessions that this role cannot see may run slow queries, so that is no pass.
     status = "warn" if running.queries or hidden else "pass"
     session.run.check(
         "slow queries",
