@@ -15,6 +15,8 @@ Every error that the command line turns into a one-line message derives from
 - ``DatabaseUnavailable``: a PostgreSQL server cannot be read because it is unreachable,
   rejects the login, has no free connection slot or does not respond in time.
   ``error_class`` is its classification by ``veerunbook.pg_errors``.
+- ``BackupError``: a database backup or restore failed, or a backup does not match
+  its manifest.
 
 Network and protocol trouble with an HTTP target is never raised: probes return it as a
 recorded result.
@@ -69,3 +71,7 @@ class DatabaseUnavailable(VeerunbookError):
     def __init__(self, message: str, error_class: ErrorClass) -> None:
         super().__init__(message)
         self.error_class = error_class
+
+
+class BackupError(VeerunbookError):
+    """Raised when a backup or restore fails or a backup does not match its manifest."""

@@ -146,11 +146,14 @@ def run_command(
     timeout_s: float,
     redactor: Redactor,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> CommandResult:
     """Fill ``template`` and run it with ``/bin/sh -c``, bounded by ``timeout_s``.
 
     The environment is this process's, because the command needs the database URL
-    and token variables as the application does. Raises ValueError for a template
+    and token variables as the application does. ``env`` adds variables for this
+    child only, such as a ``PGPASSWORD`` that must stay off the command line. Add
+    their secret values to ``redactor`` first. Raises ValueError for a template
     that cannot be filled (see ``fill_template``) or a non-positive timeout; every
     failure of the command itself is a result.
     """
@@ -166,6 +169,7 @@ def run_command(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
             start_new_session=True,
         )
     except OSError as exc:

@@ -1,0 +1,229 @@
+"""The checks of data integrity before and after a restore, each journaled.
+
+The runbook restores a backup only when data corruption is detected, and validates
+the data afterwards. Both use the same sources:
+
+- the integrity that the database health endpoint reports;
+- the target's ``db_validate`` command: exit code 0 means valid data, 1 means
+  findings (the exit code of the demo's ``db-validate`` and of a failed npm
+  script), any other code or a timeout means the command could not tell;
+- the database's own check: SQLite's ``PRAGMA integrity_check``, or amcheck's B-tree
+  check on PostgreSQL when the extension is installed.
+
+After a restore, ``validate`` also compares every table's row count and digest with
+the manifest of the restored backup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from veerunbook.actions import Outcome
+from veerunbook.backup_manifest import Manifest, compare_tables
+from veerunbook.dbconn_endpoint import check_integrity, probe_endpoint
+from veerunbook.dbrollback_db import Database
+from veerunbook.session import Session
+from veerunbook.shell import configured_command, run_command
+
+# Exit code of db_validate that reports invalid data rather than a failure to run.
+FINDINGS_EXIT_CODE = 1
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The result of one integrity source: a check status and what it found."""
+
+    status: str
+    source: str
+    detail: str
+
+    @property
+    def line(self) -> str:
+        """The finding in one line, led by its source."""
+        return f"{self.source}: {self.detail}"
+
+
+@dataclass
+class Evidence:
+    """The findings of the integrity sources, sorted by verdict."""
+
+    found: list[Finding] = field(default_factory=list)
+    passed: list[Finding] = field(default_factory=list)
+    unknown: list[Finding] = field(default_factory=list)
+    unreachable: str | None = None
+
+    @property
+    def corrupted(self) -> bool:
+        """Whether any source found corruption."""
+        return bool(self.found)
+
+    def add(self, finding: Finding) -> None:
+        """Sort ``finding`` in by its status."""
+        if finding.status == "fail":
+            self.found.append(finding)
+        elif finding.status == "pass":
+            self.passed.append(finding)
+        else:
+            self.unknown.append(finding)
+
+    def line(self) -> str:
+        """Return the evidence in one line, or why there is none."""
+        if self.found:
+            sources = " and ".join(finding.source for finding in self.found)
+            return f"{self.found[0].detail} (found by {sources})"
+        if self.passed:
+            lines = "; ".join(finding.line for finding in self.passed)
+            return f"no evidence of corruption ({lines})"
+        lines = "; ".join(finding.line for finding in self.unknown) or "no source"
+        return f"no evidence either way ({lines})"
+
+
+def gather_evidence(
+    session: Session,
+    database: Database | None,
+    timeout_s: float,
+    progress: Callable[[str], None] | None = print,
+) -> Evidence:
+    """Run every integrity source on the current data and collect the evidence."""
+    evidence = Evidence()
+    endpoint = probe_endpoint(session, progress)
+    if endpoint.unreachable:
+        evidence.unreachable = endpoint.unreachable
+        evidence.add(Finding("error", "target", f"unreachable: {endpoint.unreachable}"))
+    else:
+        evidence.add(
+            _endpoint_result(session, check_integrity(session, endpoint.probe))
+        )
+    evidence.add(run_validate(session, timeout_s))
+    if database is not None:
+        evidence.add(database_check(session, database, timeout_s))
+    return evidence
+
+
+def validate(
+    session: Session, database: Database | None, manifest: Manifest, timeout_s: float
+) -> Outcome:
+    """Check the restored data against the backup's manifest and every source."""
+    results = [compare_with_manifest(session, database, manifest, timeout_s)]
+    results.append(run_validate(session, timeout_s))
+    if database is not None:
+        results.append(database_check(session, database, timeout_s))
+    endpoint = probe_endpoint(session, progress=None)
+    if not endpoint.unreachable:
+        results.append(
+            _endpoint_result(session, check_integrity(session, endpoint.probe))
+        )
+    failed = [found.line for found in results if found.status in ("fail", "error")]
+    if failed:
+        return Outcome(False, "; ".join(failed), {"failed": failed})
+    passed = [found.line for found in results if found.status == "pass"]
+    return Outcome(True, "; ".join(passed), {"passed": passed})
+
+
+def compare_with_manifest(
+    session: Session, database: Database | None, manifest: Manifest, timeout_s: float
+) -> Finding:
+    """Compare every table's rows and digest with the manifest; journal it."""
+    name = "tables match the backup"
+    if database is None:
+        line = "not compared: no database URL is usable"
+        session.run.check(name, "skip", summary=line)
+        return Finding("skip", "tables", line)
+    try:
+        differences = compare_tables(database.digests(timeout_s), manifest.tables)
+    except Exception as exc:
+        # Any failure to read the database is a finding of this check, not a crash.
+        line = session.redactor.mask(f"not read: {type(exc).__name__}: {exc}")
+        session.run.check(name, "error", summary=line)
+        return Finding("error", "tables", line)
+    status = "fail" if differences else "pass"
+    line = (
+        f"{len(manifest.tables)} tables match backup {manifest.name}"
+        if not differences
+        else f"tables differ from backup {manifest.name}: {'; '.join(differences[:5])}"
+    )
+    session.run.check(
+        name,
+        status,
+        observed=len(differences),
+        unit="differing tables",
+        expected=0,
+        evidence={"differences": differences, "backup": manifest.name},
+        summary=line,
+    )
+    return Finding(status, "tables", line)
+
+
+def run_validate(session: Session, timeout_s: float) -> Finding:
+    """Run the ``db_validate`` command when configured; journal and return it."""
+    name = "db_validate command"
+    template = configured_command(session, "db_validate")
+    if not template:
+        line = "no db_validate command is configured"
+        session.run.check(name, "skip", summary=line)
+        return Finding("skip", "db_validate", "not configured")
+    result = run_command(template, timeout_s=timeout_s, redactor=session.redactor)
+    if result.ok:
+        status = "pass"
+    elif result.exit_code == FINDINGS_EXIT_CODE:
+        status = "fail"
+    else:
+        status = "error"
+    reported = _failure_line(result.stdout)
+    line = f"db_validate {result.summary()}: {reported}".rstrip(": ")
+    session.run.check(
+        name,
+        status,
+        observed=result.exit_code,
+        unit="exit code",
+        expected=0,
+        evidence=result.to_dict(),
+        summary=line,
+    )
+    return Finding(status, "db_validate", reported or result.summary())
+
+
+def database_check(session: Session, database: Database, timeout_s: float) -> Finding:
+    """Run the database's own integrity check; journal and return it."""
+    try:
+        status, line = database.own_check(timeout_s)
+    except Exception as exc:
+        # A database that cannot be read is a finding of this check, not a crash.
+        status = "error"
+        line = session.redactor.mask(f"not run: {type(exc).__name__}: {exc}")
+    session.run.check("database integrity check", status, summary=line)
+    return Finding(status, "the database's own check", line)
+
+
+def evidence_rows(session: Session) -> list[dict[str, Any]]:
+    """Return the integrity checks journaled so far as table rows."""
+    names = (
+        "data integrity (endpoint)",
+        "db_validate command",
+        "database integrity check",
+        "target",
+    )
+    return [
+        {"source": check.name, "status": check.status, "finding": check.summary}
+        for check in session.run.checks
+        if check.name in names
+    ]
+
+
+def _endpoint_result(session: Session, problem: str | None) -> Finding:
+    source = "the database endpoint"
+    checks = [c for c in session.run.checks if c.name == "data integrity (endpoint)"]
+    if problem:
+        return Finding("fail", source, problem)
+    if checks and checks[-1].status == "pass":
+        return Finding("pass", source, "integrity pass")
+    return Finding("skip", source, "reports no integrity check")
+
+
+def _failure_line(output: str) -> str:
+    """Return the first output line that reports a failure, else the last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    failing = [line for line in lines if "fail" in line.lower()]
+    return (failing or lines[-1:] or [""])[0]

@@ -1,0 +1,98 @@
+"""The words of the database-rollback procedure: its diagnosis line and tables.
+
+``diagnosis_line`` returns in one line what was found and what was done, or would
+be done in a dry-run, in the order of the runbook's steps. A confirmed run that stopped
+early names the action it stopped at and the traffic mode the target reports now,
+because a database left with traffic stopped needs the operator's attention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from veerunbook.backup_manifest import Manifest
+from veerunbook.dbrollback_plan import DONE, RollbackFacts
+from veerunbook.dbrollback_traffic import STAGES, read_mode
+from veerunbook.metrics_series import unreachable_line
+from veerunbook.session import Session
+
+_RESUMED = f"resume-{STAGES[-1]}"
+
+
+def diagnosis_line(session: Session, facts: RollbackFacts, confirmed: bool) -> str:
+    """Return what was found and what was done (or would be done) in one line."""
+    evidence = facts.evidence
+    if evidence is None:
+        return "the integrity checks did not run, so nothing was changed"
+    if evidence.unreachable and not evidence.corrupted:
+        url = session.redactor.mask(session.target.base_url or "-")
+        return unreachable_line(evidence.unreachable, url)
+    head = (
+        f"data corruption: {evidence.line()}" if evidence.corrupted else evidence.line()
+    )
+    results = [facts.results[name] for name in facts.results]
+    refused = [result for result in results if result.mode == "refused"]
+    if results and len(refused) == len(results):
+        if not evidence.corrupted and not facts.params.force:
+            return (
+                f"{head}; nothing was changed, because the runbook restores a backup "
+                "only when data corruption is detected (-p force true acts anyway)"
+            )
+        return f"{head}; nothing was changed: {refused[0].detail}"
+    if not confirmed:
+        return f"{head}; {_planned(facts, refused)}"
+    if facts.mode_of(_RESUMED) in DONE:
+        return (
+            f"{head}; restored {_chosen(facts)} after emergency backup "
+            f"{_emergency(facts)}; validation passed; traffic back to full"
+        )
+    return f"{head}; {_stopped_at(session, facts)}"
+
+
+def manifest_rows(manifest: Manifest) -> list[dict[str, Any]]:
+    """Return one row per table of a manifest: rows and digest."""
+    return [
+        {"table": table, "rows": digest.get("rows"), "SHA-256": digest.get("sha256")}
+        for table, digest in sorted(manifest.tables.items())
+    ]
+
+
+def _planned(facts: RollbackFacts, refused: list[Any]) -> str:
+    if refused:
+        first = refused[0]
+        return f"dry-run, and {first.name} would be refused: {first.detail}"
+    return (
+        f"dry-run: would stop traffic, take emergency backup "
+        f"{facts.emergency_name or '-'}, restore "
+        f"{_chosen(facts)}, validate and resume traffic in {len(STAGES)} stages"
+    )
+
+
+def _stopped_at(session: Session, facts: RollbackFacts) -> str:
+    failed = next(
+        (
+            facts.results[name]
+            for name in facts.results
+            if facts.results[name].mode not in DONE
+        ),
+        None,
+    )
+    where = (
+        f"stopped at {failed.name} ({failed.mode}): {failed.detail}"
+        if failed is not None
+        else "stopped before the last stage"
+    )
+    try:
+        mode = read_mode(session).get("mode") or "not reported"
+    except ConnectionError:
+        mode = "unknown (no response)"
+    return f"{where}; traffic mode now {mode}"
+
+
+def _chosen(facts: RollbackFacts) -> str:
+    chosen = facts.chosen
+    return f"{chosen.name} (made {chosen.created_at})" if chosen else "-"
+
+
+def _emergency(facts: RollbackFacts) -> str:
+    return facts.emergency.name if facts.emergency else "-"
