@@ -93,8 +93,8 @@ def _demo_database_url(data_dir: Path) -> Iterator[None]:
             os.environ[DEMO_DATABASE_URL_ENV] = previous
 
 
-# The runbook's commands and the demo operations that stand in for them; {version}
-# and {backup} are filled in by the procedure that runs the command.
+# The runbook's commands and the demo operations that stand in for them; {version},
+# {backup} and {mode} are filled in by the procedure that runs the command.
 _DEMO_OPERATIONS = {
     "db_status": "db-status",
     "deploy_rollback": "deploy-rollback {version}",
@@ -103,6 +103,7 @@ _DEMO_OPERATIONS = {
     "db_validate": "db-validate",
     "db_backups": "db-backups",
     "security_audit": "security-audit",
+    "traffic": "traffic {mode}",
 }
 
 

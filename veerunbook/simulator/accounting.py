@@ -2,8 +2,9 @@
 
 It runs before routing, so requests to unknown paths and requests that a handler
 fails on are counted too. Blocked client addresses get 403 here on every path
-except the health checks and ``/metrics``, and a route that the scenario makes hang
-waits here before its handler runs.
+except the health checks and ``/metrics``. User routes that the traffic mode closes
+get 503 here (see ``maintenance``), and a route that the scenario makes hang waits
+here before its handler runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veerunbook.simulator.behaviour import EXEMPT_FROM_BLOCKING, ROUTES
+from veerunbook.simulator.maintenance import (
+    RETRY_AFTER_SECONDS,
+    TrafficState,
+    accepts,
+    maintenance_message,
+)
 from veerunbook.simulator.model import ErrorSignature, Scenario
 from veerunbook.simulator.service import SimulatedService
 
@@ -137,6 +144,10 @@ class RequestAccounting:
         if blocked and path not in EXEMPT_FROM_BLOCKING:
             await _error(403, "Forbidden", context)(scope, receive, send)
             return
+        traffic = self.service.traffic.state()
+        if not accepts(traffic.mode, scope["method"], path):
+            await _maintenance(traffic, context)(scope, receive, send)
+            return
         hang_seconds = context.scenario.route_hangs.get(f"{scope['method']} {path}")
         if hang_seconds is not None:
             logger.debug(
@@ -172,3 +183,13 @@ class RequestAccounting:
 def _error(status: int, message: str, context: RequestContext) -> JSONResponse:
     body = {"error": message, "correlationId": context.correlation_id}
     return JSONResponse(body, status_code=status)
+
+
+def _maintenance(traffic: TrafficState, context: RequestContext) -> JSONResponse:
+    body = {
+        "error": maintenance_message(traffic),
+        "maintenance": traffic.to_json(),
+        "correlationId": context.correlation_id,
+    }
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse(body, status_code=503, headers=headers)

@@ -1,4 +1,5 @@
-"""Admin endpoints of the simulated service: block an IP, roll back, switch scenario.
+"""Admin endpoints of the simulated service: block an IP, roll back, switch scenario,
+set the traffic mode.
 
 Each needs ``Authorization: Bearer <token>`` where the token equals the environment
 variable named by ``admin_token_env``, read on each request. The endpoints return
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from veerunbook.errors import UsageError
 from veerunbook.simulator.logs import LEVELS
+from veerunbook.simulator.maintenance import check_mode
 from veerunbook.simulator.responses import (
     InvalidBody,
     apply_scenario,
@@ -144,3 +146,29 @@ async def switch_scenario(request: Request) -> Response:
     previous = context.service.scenario.name
     context.service.set_scenario(scenario)
     return JSONResponse({"scenario": scenario.name, "previous": previous})
+
+
+async def set_traffic_mode(request: Request) -> Response:
+    """``POST /admin/traffic`` with ``{"mode"}``: stopped, health-only, read-only, full.
+
+    Returns the previous and the new mode with the time it was set.
+    """
+    rejection = _reject_unauthorised(request)
+    if rejection is not None:
+        return rejection
+    context = context_of(request)
+    try:
+        body = await read_json_object(request)
+        mode = body.get("mode")
+        if not isinstance(mode, str):
+            raise ValueError(
+                "missing field mode: give stopped, health-only, read-only or full"
+            )
+        check_mode(mode)
+    except (InvalidBody, ValueError) as exc:  # UsageError is a ValueError
+        return error_response(context, 400, str(exc))
+    previous, state = context.service.traffic.set_mode(mode)
+    if previous.mode != state.mode:
+        message = f"traffic mode {previous.mode} -> {state.mode}"
+        context.service.log_event(LEVELS["warn"], message)
+    return JSONResponse({**state.to_json(), "previous": previous.mode})

@@ -27,6 +27,7 @@ HANDLERS = {
     "POST /admin/security/block-ip": admin.block_ip,
     "POST /admin/scenario": admin.switch_scenario,
     "POST /admin/deploy/rollback": admin.rollback_deploy,
+    "POST /admin/traffic": admin.set_traffic_mode,
     "GET /api/deployments": audit.deployments,
     "POST /api/auth/login": api.login,
     "GET /api/user": api.current_user,

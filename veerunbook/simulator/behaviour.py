@@ -68,6 +68,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/deployments", 0, needs_database=True),
     Route("POST", "/admin/scenario", 0, needs_database=False),
     Route("POST", "/admin/deploy/rollback", 0, needs_database=True),
+    Route("POST", "/admin/traffic", 0, needs_database=False),
     Route(
         "POST",
         "/api/auth/login",

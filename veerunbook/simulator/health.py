@@ -30,7 +30,8 @@ async def health(request: Request) -> Response:
     """``GET /health``: overall status with database, memory, Instagram and data checks.
 
     Returns 503 when the database or memory check fails and 200 otherwise, also
-    while degraded. A scenario with a ``health_page`` gets that HTML instead.
+    while degraded. The ``maintenance`` field gives the traffic mode and when it was
+    set. A scenario with a ``health_page`` gets that HTML instead.
     """
     context = context_of(request)
     if context.scenario.health_page is not None:
@@ -51,6 +52,7 @@ async def health(request: Request) -> Response:
         "version": service.version,
         "environment": "production",
         "checks": checks,
+        "maintenance": service.traffic.state().to_json(),
     }
     return JSONResponse(body, status_code=503 if overall == "unhealthy" else 200)
 
@@ -61,7 +63,8 @@ async def liveness(request: Request) -> Response:
 
 
 async def readiness(request: Request) -> Response:
-    """``GET /readyz``: ready unless the database or memory check fails."""
+    """``GET /readyz``: ready unless a database or memory check fails or traffic
+    is stopped."""
     context = context_of(request)
     figures = context.service.figures()
     memory = check_memory(figures.memory)
@@ -73,11 +76,18 @@ async def readiness(request: Request) -> Response:
         },
     }
     ready = all(check["status"] != "fail" for check in checks.values())
-    body = {
+    # With traffic stopped the instance reports itself not ready, so that a load
+    # balancer drains it.
+    traffic = context.service.traffic.state()
+    stopped = traffic.mode == "stopped"
+    ready = ready and not stopped
+    body: dict[str, Any] = {
         "status": "ready" if ready else "not_ready",
         "timestamp": _now(),
         "checks": checks,
     }
+    if stopped:
+        body["maintenance"] = traffic.to_json()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

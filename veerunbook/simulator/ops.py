@@ -13,6 +13,8 @@ of the runbook:
     db-validate            npm run db:validate         integrity_check and payments
     security-audit         npm run security:audit      blocked IPs, high-severity events
     db-backups             (none)                      list the backups, newest first
+    traffic MODE           (none)                      stopped, health-only,
+                                                       read-only or full
 
 Exit codes: 0 done and nothing found; 1 findings (invalid rows, privilege escalation
 attempts); 2 invalid usage or a rejected request, nothing changed; 3 the operation
@@ -38,6 +40,7 @@ from veerunbook.simulator.integrity import (
     find_invalid_payments,
     summarise_findings,
 )
+from veerunbook.simulator.maintenance import write_mode
 from veerunbook.simulator.migrations import migration_status
 from veerunbook.simulator.seed import iso
 from veerunbook.simulator.state import DATABASE_FILENAME
@@ -186,6 +189,14 @@ def db_backups(database: Path, argument: str) -> int:
     return 0
 
 
+def traffic(database: Path, mode: str) -> int:
+    """Set the traffic mode: stopped, health-only, read-only or full."""
+    _require_database(database)
+    state = write_mode(database.parent, mode)
+    print(f"Traffic mode {state.mode} since {state.since}.")
+    return 0
+
+
 # Operation name -> (function, name of its argument or None).
 OPERATIONS: dict[str, tuple[Operation, str | None]] = {
     "db-status": (db_status, None),
@@ -195,6 +206,7 @@ OPERATIONS: dict[str, tuple[Operation, str | None]] = {
     "db-validate": (db_validate, None),
     "security-audit": (security_audit, None),
     "db-backups": (db_backups, None),
+    "traffic": (traffic, "mode"),
 }
 
 

@@ -21,6 +21,7 @@ import uvicorn
 from veerunbook.errors import VeerunbookError
 from veerunbook.simulator.app import build_app
 from veerunbook.simulator.backups import ensure_baseline_backup
+from veerunbook.simulator.maintenance import stale_mode_warning
 from veerunbook.simulator.scenarios import get_scenario
 from veerunbook.simulator.service import SimulatedService
 from veerunbook.simulator.state import DATABASE_FILENAME, Store
@@ -206,6 +207,7 @@ def start_target(
         undo.callback(store.close)
         ensure_baseline_backup(store.path)
         service = SimulatedService(chosen, store, admin_token_env, seed)
+        stale_mode_warning(service.traffic)
         traffic = TrafficGenerator(service, traffic_rate, seed)
         listener = _bind(address, port)
         undo.callback(listener.close)

@@ -24,6 +24,7 @@ from veerunbook.simulator.attack import Attack
 from veerunbook.simulator.behaviour import NO_FAILURES, sample_memory, sample_pool
 from veerunbook.simulator.effects import apply_effects
 from veerunbook.simulator.logs import LEVELS, LogBook, LogEntry
+from veerunbook.simulator.maintenance import TrafficControl
 from veerunbook.simulator.model import ErrorSignature, RouteFailure, Scenario
 from veerunbook.simulator.security import SecurityState
 from veerunbook.simulator.state import Store
@@ -53,6 +54,7 @@ class SimulatedService:
         self.started_at = time.time()
         self.rng = random.Random(seed)
         self.security = SecurityState(ledger=store)
+        self.traffic = TrafficControl(store.path.parent)
         self.logbook = LogBook()
         self.stats = RequestStats()
         self.registry = CollectorRegistry(auto_describe=False)

@@ -3,8 +3,9 @@
 The requests never touch a socket or the database. Each one draws a route by its
 traffic weight, a client address and an outcome from the active scenario, then goes
 through ``SimulatedService.record_request`` like a real request, so counters,
-histograms and logs keep moving when no client calls the service. The same thread
-advances the active scenario's attack, also when the user traffic rate is zero.
+histograms and logs keep moving when no client calls the service. The simulated
+users pause while the traffic mode is anything but full. The same thread advances the
+active scenario's attack, also when the user traffic rate is zero or users pause.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from veerunbook.simulator.behaviour import (
     Route,
     decide_outcome,
 )
+from veerunbook.simulator.maintenance import FULL
 from veerunbook.simulator.service import SimulatedService
 
 logger = logging.getLogger("veerunbook.simulator")
@@ -87,6 +89,8 @@ class TrafficGenerator:
             # catch up with a burst.
             credit = min(credit + (now - last) * self._rate, max(self._rate, 1.0))
             last = now
+            if self._service.traffic.mode() != FULL:
+                credit = 0.0  # simulated users wait while the service is closed
             while credit >= 1.0:
                 credit -= 1.0
                 try:
