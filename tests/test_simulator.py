@@ -550,8 +550,9 @@ def test_security_audit_shape(start: StartTarget) -> None:
         everything = client.get("/api/audit/security").json()
         high = client.get("/api/audit/security?severity=high").json()
     event = everything["events"][0]
-    assert set(event) == {"time", "type", "ip", "severity", "detail"}
+    assert set(event) == {"time", "type", "ip", "severity", "detail", "user"}
     assert event["type"] == "failed_login"
+    assert event["user"] == DEMO_EMAIL
     assert event["ip"] == "127.0.0.1"
     assert len(everything["events"]) == 2
     assert high["events"] == []

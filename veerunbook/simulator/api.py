@@ -26,6 +26,7 @@ from veerunbook.simulator.responses import (
 SESSION_SECONDS = 3600
 MAX_CAPTION_LENGTH = 2200  # Instagram's caption limit
 POST_STATUSES = ("scheduled", "published", "failed")
+MAX_AUDIT_USER_CHARS = 254  # the maximum length of an email address under RFC 5321
 
 
 def _session_account(request: Request, context: RequestContext) -> int | None:
@@ -52,7 +53,8 @@ async def login(request: Request) -> Response:
         return fault
     account = context.service.store.authenticate(email, password, context.client_ip)
     if account is None:
-        security.record_failed_login(context.client_ip)
+        # An account name longer than any real one is cut, so the audit stays small.
+        security.record_failed_login(context.client_ip, email[:MAX_AUDIT_USER_CHARS])
         return error_response(context, 401, "Invalid email or password")
     token = context.service.open_session(account.id)
     user = {

@@ -26,6 +26,15 @@ ATTACKER_ADDRESSES = tuple(
     for host in range(11, 255, 2)
     for prefix in ("203.0.113", "198.51.100")
 )
+# Account names from a leaked list, tried in turn: the seeded demo account among
+# common role addresses, all under the reserved domain example.com (RFC 2606).
+TRIED_USERS = (
+    "admin@example.com",
+    "ana.silva@example.com",
+    "support@example.com",
+    "billing@example.com",
+    "info@example.com",
+)
 LOGIN_ROUTE = ROUTES_BY_KEY["POST /api/auth/login"]
 ESCALATION_AFTER_ATTEMPTS = 5
 ESCALATION_DETAIL = "user session token used on POST /admin/security/block-ip"
@@ -92,7 +101,8 @@ class Attack:
         elif not security.login_allowed(address):
             status = 429
         else:
-            security.record_failed_login(address)
+            user = TRIED_USERS[self._attempts % len(TRIED_USERS)]
+            security.record_failed_login(address, user)
             status = 401
         if status != 401:
             self._active.remove(address)

@@ -4,7 +4,9 @@ The login limiter follows express-rate-limit's defaults for a login route: at mo
 10 failed attempts per client address in a 15-minute window, then 429. An address
 that reaches the limit is also blocked, except loopback addresses, which operators
 use. From an address's fifth failure in the window on, failed logins count as high
-severity, because a few typing mistakes never reach that many.
+severity, because a few typing mistakes never reach that many. A manual block of an
+address that the limiter blocked replaces the automatic entry, so the block list
+shows that an operator decided it.
 
 High-severity events and blocks also go to an optional ``SecurityLedger``, the
 database, so operations outside the process can audit them.
@@ -33,6 +35,8 @@ LOGIN_WINDOW_SECONDS = 900
 HIGH_SEVERITY_FAILURES = 5
 EVENT_CAPACITY = 2000
 TRACKED_ADDRESS_CAPACITY = 10_000
+# The reason of every block the login limiter makes starts with this.
+AUTOMATIC_BLOCK_PREFIX = "rate limit exceeded:"
 
 
 @dataclass(frozen=True)
@@ -44,16 +48,20 @@ class SecurityEvent:
     ip: str
     severity: Severity
     detail: str
+    user: str | None = None  # the account name a login request gave
 
     def to_json(self) -> dict[str, Any]:
         """Render the event as an ``/api/audit/security`` entry."""
-        return {
+        entry = {
             "time": iso(datetime.fromtimestamp(self.time, UTC)),
             "type": self.type,
             "ip": self.ip,
             "severity": self.severity,
             "detail": self.detail,
         }
+        if self.user is not None:
+            entry["user"] = self.user
+        return entry
 
 
 @dataclass(frozen=True)
@@ -100,12 +108,22 @@ class SecurityState:
         return ip in self._blocked
 
     def block(self, ip: str, reason: str) -> tuple[BlockedAddress, bool]:
-        """Block ``ip``; return its entry and whether it was blocked already."""
+        """Block ``ip``; return its entry and whether it was blocked already.
+
+        An automatic block of ``ip`` is replaced by this manual one, which counts
+        as a change: the result is then the new entry and False.
+        """
         with self._lock:
             existing = self._blocked.get(ip)
-            if existing is not None:
+            if existing is not None and not is_automatic(existing.reason):
                 return existing, True
-            entry = self._block_locked(ip, reason, f"blocked manually: {reason}")
+            if existing is None:
+                entry = self._block_locked(ip, reason, f"blocked manually: {reason}")
+            else:
+                entry = BlockedAddress(ip, reason, time.time())
+                self._blocked[ip] = entry
+                detail = f"blocked manually: {reason} (was: {existing.reason})"
+                self._add_event("ip_blocked", ip, "medium", detail)
         self._save_block(entry)
         return entry, False
 
@@ -127,7 +145,7 @@ class SecurityState:
             detail = f"{len(failures)} failed logins in {LOGIN_WINDOW_SECONDS} s"
             self._add_event("rate_limit_hit", ip, "medium", detail)
             if ip not in self._blocked and _blockable(ip):
-                reason = f"rate limit exceeded: {detail}"
+                reason = f"{AUTOMATIC_BLOCK_PREFIX} {detail}"
                 entry = self._block_locked(
                     ip, reason, f"blocked automatically: {reason}"
                 )
@@ -135,8 +153,11 @@ class SecurityState:
             self._save_block(entry)
         return False
 
-    def record_failed_login(self, ip: str) -> None:
-        """Count a failed login from ``ip`` towards the limit and the audit trail."""
+    def record_failed_login(self, ip: str, user: str | None = None) -> None:
+        """Count a failed login from ``ip`` towards the limit and the audit trail.
+
+        ``user`` is the account name the request tried, when it gave one.
+        """
         with self._lock:
             failures = self._recent_failures(ip)
             failures.append(time.time())
@@ -145,7 +166,7 @@ class SecurityState:
                 "high" if len(failures) >= HIGH_SEVERITY_FAILURES else "low"
             )
             detail = "invalid email or password"
-            event = self._add_event("failed_login", ip, severity, detail)
+            event = self._add_event("failed_login", ip, severity, detail, user)
         if severity == "high":
             self._save_event(event)
 
@@ -197,9 +218,14 @@ class SecurityState:
         return entry
 
     def _add_event(
-        self, kind: EventType, ip: str, severity: Severity, detail: str
+        self,
+        kind: EventType,
+        ip: str,
+        severity: Severity,
+        detail: str,
+        user: str | None = None,
     ) -> SecurityEvent:
-        event = SecurityEvent(time.time(), kind, ip, severity, detail)
+        event = SecurityEvent(time.time(), kind, ip, severity, detail, user)
         self._events.append(event)
         return event
 
@@ -212,6 +238,11 @@ class SecurityState:
     def _save_block(self, entry: BlockedAddress) -> None:
         if self._ledger is not None:
             self._ledger.save_blocked_address(entry)
+
+
+def is_automatic(reason: str) -> bool:
+    """Return whether a block with this reason was made by the login limiter."""
+    return reason.startswith(AUTOMATIC_BLOCK_PREFIX)
 
 
 def _blockable(ip: str) -> bool:

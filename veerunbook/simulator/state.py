@@ -25,7 +25,11 @@ from veerunbook.simulator.integrity import (
     find_invalid_payments,
 )
 from veerunbook.simulator.migrations import apply_pending, write_transaction
-from veerunbook.simulator.security import BlockedAddress, SecurityEvent
+from veerunbook.simulator.security import (
+    AUTOMATIC_BLOCK_PREFIX,
+    BlockedAddress,
+    SecurityEvent,
+)
 from veerunbook.simulator.seed import SCHEMA, hash_password, iso, seed_database
 
 DATABASE_FILENAME = "veefore.sqlite3"
@@ -175,12 +179,19 @@ class Store:
         )
 
     def save_blocked_address(self, entry: BlockedAddress) -> None:
-        """Store a newly blocked address; an address stored already is kept."""
+        """Store a blocked address.
+
+        A manual block replaces a stored automatic block of the login limiter. Any
+        other address stored already is kept as it is.
+        """
         record = entry.to_json()
+        automatic = f"{AUTOMATIC_BLOCK_PREFIX}%"
         self._execute(
-            "INSERT OR IGNORE INTO blocked_ips (ip, reason, blocked_at)"
-            " VALUES (?, ?, ?)",
-            (record["ip"], record["reason"], record["blockedAt"]),
+            "INSERT INTO blocked_ips (ip, reason, blocked_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (ip) DO UPDATE SET reason = excluded.reason,"
+            " blocked_at = excluded.blocked_at"
+            " WHERE blocked_ips.reason LIKE ? AND excluded.reason NOT LIKE ?",
+            (record["ip"], record["reason"], record["blockedAt"], automatic, automatic),
         )
 
     def authenticate(self, email: str, password: str, client_ip: str) -> Account | None:
