@@ -92,6 +92,9 @@ class Target:
     user_flows: tuple[UserFlow, ...] = ()
     app_repo: str | None = None
     scenario: str | None = None
+    # Addresses and CIDR ranges that the security-incident procedure never blocks
+    # unless forced; validated by veerunbook.blocklist.parse_network.
+    allow_list: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from veerunbook.blocklist import parse_network
 from veerunbook.config import (
     DEFAULT_ENDPOINTS,
     DEMO,
@@ -38,6 +39,7 @@ _TARGET_KEYS = {
     "commands",
     "user_flows",
     "app_repo",
+    "allow_list",
 }
 _FLOW_KEYS = {
     "name",
@@ -161,7 +163,22 @@ def _build_target(where: str, name: str, table: Any) -> Target:
         commands=_build_commands(where, name, table.get("commands", {})),
         user_flows=_build_flows(reader, table.get("user_flows", [])),
         app_repo=reader.get("app_repo", str, None),
+        allow_list=_build_allow_list(reader, table.get("allow_list", [])),
     )
+
+
+def _build_allow_list(reader: _Reader, entries: Any) -> tuple[str, ...]:
+    """Read ``allow_list``: addresses and CIDR ranges blocked only when forced."""
+    if not isinstance(entries, list):
+        reader.fail("allow_list", 'must be an array of addresses, e.g. ["192.0.2.10"]')
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, str):
+            reader.fail(f"allow_list[{index}]", f"{entry!r} is not a string")
+        try:
+            parse_network(entry)
+        except ValueError as exc:
+            reader.fail(f"allow_list[{index}]", str(exc))
+    return tuple(entry.strip() for entry in entries)
 
 
 def _check_url(reader: _Reader, value: str) -> None:
