@@ -1325,8 +1325,7 @@ def test_option_ranking(outputs: Outputs) -> None:
         "roll back the deployment",
         "scale application resources",
         "fix the defect forward (hotfix)",
-        "follow the runbook's Security Incidents steps by hand"
-        " (no security-incident procedure yet)",
+        "run the security-incident procedure",
         "raise rate limits temporarily",
     ]
     assert table["score"].tolist() == [90, 85, 80, 40, 0, 0]
@@ -1463,8 +1462,7 @@ def test_attack_diagnosis_leads(attack: Outputs) -> None:
         f"security incident: privilege-escalation attempt from 203.0.113.11 at {when}"
         " UTC; 143 failed logins from 14 addresses in the last minute;"
         " 14 IPs blocked in the last minute, above the warning alert line"
-        " (more than 10 in 1 min); follow the runbook's Security Incidents steps"
-        " by hand (no security-incident procedure yet); 5xx "
+        " (more than 10 in 1 min); run the security-incident procedure; 5xx "
     )
 
 
@@ -1477,8 +1475,7 @@ def test_attack_diagnosis_then_block(attack: Outputs) -> None:
 def test_attack_security_first(attack: Outputs) -> None:
     table = attack.tables["options"]
     assert table["action"].tolist()[:2] == [
-        "follow the runbook's Security Incidents steps by hand"
-        " (no security-incident procedure yet)",
+        "run the security-incident procedure",
         "block abusive IP addresses",
     ]
     assert table["rank"].tolist()[:2] == [1, 2]

@@ -332,10 +332,7 @@ def test_attack_diagnosis_security_incident(attack: Run) -> None:
 
 
 def test_attack_diagnosis_recommends(attack: Run) -> None:
-    assert (
-        "; follow the runbook's Security Incidents steps by hand"
-        " (no security-incident procedure yet); " in attack.diagnosis()
-    )
+    assert "; run the security-incident procedure; " in attack.diagnosis()
 
 
 def test_attack_breach_check(attack: Run) -> None:
