@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from veerunbook.errorrate_plots import _clock_axis
+from veerunbook.errorrate_plots import clock_axis
 from veerunbook.errorrate_text import ERROR_RATE_WARNING
 from veerunbook.triage import ERROR_RATE_FAIL, P95_FAIL_S, P95_WARN_S
 
@@ -65,7 +65,7 @@ def plot_watch(
         for axes in (rates, latency):
             axes.axvline(at, color="tab:green", linewidth=1.5, label="rollback")
     span = points["end"].max() - points["end"].min()
-    _clock_axis(latency, span.to_pytimedelta())
+    clock_axis(latency, span.to_pytimedelta())
     for axes in (rates, latency):
         # Outside the axes, so that the legend never hides a point.
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

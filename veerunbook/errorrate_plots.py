@@ -88,7 +88,7 @@ def plot_error_rate(
     axes.set_ylim(bottom=0, top=100)
     axes.set_yticks(Y_TICKS, [f"{tick:g}" for tick in Y_TICKS])
     axes.set_ylabel("5xx responses (% of requests)\nlog scale above 1 %")
-    _clock_axis(axes, end - left)
+    clock_axis(axes, end - left)
     # Outside the axes, so that the legend never hides a point.
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.autofmt_xdate()
@@ -109,7 +109,7 @@ def _deploys_between(
     ]
 
 
-def _clock_axis(axes: Any, span: timedelta) -> None:
+def clock_axis(axes: Any, span: timedelta) -> None:
     """Label the time axis in UTC as HH:MM:SS, with no two ticks in one second."""
     import matplotlib.dates as mdates
 

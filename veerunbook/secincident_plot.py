@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from veerunbook.errorrate_plots import _clock_axis
+from veerunbook.errorrate_plots import clock_axis
 from veerunbook.errorrate_security import FAILED_LOGINS_ATTACK, FAILED_LOGINS_WARN
 from veerunbook.errorrate_text import BLOCKED_CRITICAL, BLOCKED_WARNING
 from veerunbook.secincident_audit import Audit
@@ -83,7 +83,7 @@ def plot_activity(audit: Audit | None) -> Any:
     _panel(blocks, steps, ("IPs blocked", "tab:blue"), BLOCK_LINES)
     blocks.set_ylabel("IPs blocked\nin the minute before")
     blocks.set_xlabel("time (UTC)")
-    _clock_axis(blocks, end - start)
+    clock_axis(blocks, end - start)
     figure.autofmt_xdate()
     figure.tight_layout()
     plt.close(figure)
