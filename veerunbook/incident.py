@@ -161,8 +161,11 @@ def open_or_update(
         Journal(folder, redactor).append(event, incident=incident_id, **changes)
         data = json.dumps(incident.to_dict(), ensure_ascii=False, indent=2) + "\n"
         write_atomic(folder / INCIDENT_FILE, data.encode())
-    changed = ", ".join(sorted(changes)) or "nothing"
-    _log.info("%s %s (changed: %s)", event, incident_id, changed)
+    if event == "incident.opened":
+        fields = ", ".join(f"{key} {value}" for key, value in sorted(changes.items()))
+        _log.info("%s %s%s", event, incident_id, f" ({fields})" if fields else "")
+    else:
+        _log.info("%s %s (changed: %s)", event, incident_id, ", ".join(sorted(changes)))
     return incident
 
 

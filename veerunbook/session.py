@@ -130,4 +130,13 @@ def begin(
         closer.close()
         raise
     _log.info("%s: target %s at %s", procedure, resolved.name, resolved.base_url)
+    _show_whole_cells()
     return Session(procedure, config, resolved, redactor, run, closer)
+
+
+def _show_whole_cells() -> None:
+    """Show table cells in full: pandas cuts text at 50 characters by default, which
+    hid the end of plans and evidence, where a plan names what would change."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
