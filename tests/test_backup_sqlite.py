@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from veerunbook import backup_sqlite as backup_module
 from veerunbook.backup_manifest import (
     Manifest,
     compare_tables,
@@ -60,6 +63,35 @@ def database(tmp_path: Path) -> Iterator[Path]:
     # An open connection keeps the -wal file, as a running application does.
     yield path
     connection.close()
+
+
+# A writer that commits in WAL mode and exits without closing, as a crashed
+# application does: the rows stay in the -wal file, not checkpointed.
+CRASHED_WRITER = """
+import os, sqlite3, sys
+connection = sqlite3.connect(sys.argv[1])
+connection.execute("PRAGMA journal_mode=WAL")
+connection.execute("PRAGMA wal_autocheckpoint=0")
+connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)")
+connection.executemany(
+    "INSERT INTO events (body) VALUES (?)", [(f"event {i}",) for i in range(2000)]
+)
+connection.commit()
+os._exit(0)
+"""
+
+
+@pytest.fixture
+def crashed_wal(tmp_path: Path) -> Path:
+    """A WAL database whose committed rows are only in its -wal file."""
+    path = tmp_path / "crashed.sqlite3"
+    subprocess.run([sys.executable, "-c", CRASHED_WRITER, str(path)], check=True)
+    return path
+
+
+def file_bytes(database: Path) -> dict[str, bytes]:
+    """Return the bytes of the database file and of each file beside it."""
+    return {p.name: p.read_bytes() for p in database.parent.glob(f"{database.name}*")}
 
 
 def corrupt(database: Path) -> None:
@@ -160,10 +192,62 @@ def test_invalid_name(database: Path, tmp_path: Path, name: str) -> None:
 
 def test_failed_backup_leaves_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "missing.sqlite3"
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(OSError, match="file not found"):
         backup_sqlite(missing, tmp_path / "b", "good", timeout_s=1)
     assert list((tmp_path / "b").iterdir()) == []
     assert not missing.exists()
+
+
+def test_backup_reads_wal_rows(crashed_wal: Path, tmp_path: Path) -> None:
+    manifest = backup_sqlite(crashed_wal, tmp_path / "b", "good", timeout_s=5)
+    assert manifest.tables["events"]["rows"] == 2000
+
+
+def test_backup_keeps_wal_bytes(crashed_wal: Path, tmp_path: Path) -> None:
+    before = file_bytes(crashed_wal)
+    backup_sqlite(crashed_wal, tmp_path / "b", "good", timeout_s=5)
+    assert sorted(before) == [
+        "crashed.sqlite3",
+        "crashed.sqlite3-shm",
+        "crashed.sqlite3-wal",
+    ]
+    assert file_bytes(crashed_wal) == before
+
+
+def test_failed_backup_keeps_wal_bytes(
+    crashed_wal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The copy succeeds, then reading it back fails, as on a disk read error.
+    def fail(path: Path) -> tuple[int, str]:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(backup_module, "file_digest", fail)
+    before = file_bytes(crashed_wal)
+    with pytest.raises(OSError, match="Input/output error"):
+        backup_sqlite(crashed_wal, tmp_path / "b", "good", timeout_s=5)
+    assert file_bytes(crashed_wal) == before
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "file", ["/tmp/other.sqlite3", "../other.sqlite3", "sub/good.sqlite3", "..", ""]
+)
+def test_manifest_file_not_plain_name(file: str) -> None:
+    with pytest.raises(UsageError, match="invalid backup file"):
+        Manifest("good", "2020-01-01T00:00:00.000Z", file, 1, "00", {})
+
+
+def test_manifest_file_outside_folder(database: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "b"
+    manifest = backup_sqlite(database, folder, "good", timeout_s=5)
+    stored = {**manifest.to_json(), "file": str(database)}
+    (folder / "good.json").write_text(json.dumps(stored), encoding="utf-8")
+    with pytest.raises(UsageError, match="invalid manifest"):
+        read_manifest(folder, "good")
+    manifests, problems = list_manifests(folder)
+    assert manifests == []
+    assert len(problems) == 1
+    assert "invalid backup file" in problems[0]
 
 
 def test_restore_brings_rows_back(database: Path, tmp_path: Path) -> None:

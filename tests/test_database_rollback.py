@@ -37,6 +37,7 @@ from veerunbook.pg_content import live_pg_digests
 from veerunbook.redact import Redactor
 from veerunbook.runner import RunOutcome, run_procedure
 from veerunbook.simulator import RunningTarget, start_target
+from veerunbook.simulator.backups import create_backup
 
 PROCEDURE = "database-rollback"
 TOKEN = "rollback-test-admin-token"
@@ -80,6 +81,14 @@ class Run:
         notes = [e for e in self.events if e["event"] == "note" and "diagnosis" in e]
         assert len(notes) == 1
         return str(notes[0]["diagnosis"])
+
+    def options(self) -> list[dict[str, Any]]:
+        notes = [
+            e for e in self.events if e["event"] == "note" and "recovery_options" in e
+        ]
+        assert len(notes) == 1
+        options: list[dict[str, Any]] = notes[0]["recovery_options"]
+        return options
 
 
 def _outputs(notebook: Path) -> str:
@@ -225,6 +234,15 @@ def test_dry_run_diagnosis(dry_run: dict[str, Any]) -> None:
     )
     assert f"restore {dry_run['baseline']} (made " in diagnosis
     assert diagnosis.endswith("validate and resume traffic in 3 stages")
+
+
+def test_dry_run_ranks_restore(dry_run: dict[str, Any]) -> None:
+    [option] = dry_run["run"].options()
+    assert option["rank"] == 1
+    assert option["action"].startswith(f"restore backup {dry_run['baseline']} (made ")
+    assert option["evidence"] == (
+        f"{EVIDENCE} (found by the database endpoint and db_validate)"
+    )
 
 
 def test_evidence_checks(dry_run: dict[str, Any]) -> None:
@@ -378,6 +396,43 @@ def test_second_run_refuses(confirmed: dict[str, Any]) -> None:
     )
 
 
+def test_second_run_ranks_nothing(confirmed: dict[str, Any]) -> None:
+    [option] = confirmed["again"].options()
+    assert option["rank"] is None
+    assert option["evidence"].startswith("no evidence of corruption (")
+
+
+# Force on intact data: the live tables equal the newest backup, so the restore
+# ends already-done, and the diagnosis must not claim a restore.
+
+
+@pytest.fixture(scope="module")
+def forced_intact(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    folder = tmp_path_factory.mktemp("forced")
+    with start_target(
+        "healthy", data_dir=folder / "target", seed=5, traffic_rate=0
+    ) as running:
+        create_backup(running.database_path, "nightly")
+        url = f"sqlite:///{running.database_path}"
+        with _configured(folder, running, url, {}) as target:
+            return _confirmed(folder / "archive", target, "INC-DBR-FORCE", force=True)
+
+
+def test_forced_run_restores_nothing(forced_intact: Run) -> None:
+    modes = ["executed"] * len(ACTIONS)
+    modes[ACTIONS.index("restore")] = "already-done"
+    assert forced_intact.modes() == modes, forced_intact.ends()
+
+
+def test_forced_run_diagnosis(forced_intact: Run) -> None:
+    diagnosis = forced_intact.diagnosis()
+    assert diagnosis.startswith("no evidence of corruption (")
+    assert ("; force is set; the tables already matched nightly (made ") in diagnosis
+    assert "so nothing was restored (emergency backup emergency_" in diagnosis
+    assert "; restored " not in diagnosis
+    assert diagnosis.endswith("; validation passed; traffic back to full")
+
+
 def test_unknown_backup_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,6 +505,49 @@ def test_failed_backup_diagnosis(failed_backup: dict[str, Any]) -> None:
     assert diagnosis.endswith("; traffic mode now stopped")
 
 
+# A db_backup command that copies the old baseline under the new name and exits 0:
+# the copy does not match the live database, so the restore is refused.
+
+
+@pytest.fixture(scope="module")
+def stale_backup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("stale")
+    data_dir = folder / "target"
+    with start_target(
+        "data-corruption", data_dir=data_dir, seed=5, traffic_rate=0
+    ) as running:
+        backups = running.data_dir / "backups"
+        baseline = backups / f"{_baseline(running)}.sqlite3"
+        url = f"sqlite:///{running.database_path}"
+        stale = f"cp {baseline} {backups}/{{backup}}.sqlite3"
+        with _configured(folder, running, url, {"db_backup": stale}) as target:
+            before = _payments(running.database_path)
+            run = _confirmed(folder / "archive", target, "INC-DBR-STALE")
+            return {
+                "run": run,
+                "payments_before": before,
+                "payments_after": _payments(running.database_path),
+            }
+
+
+def test_stale_backup_fails_verification(stale_backup: dict[str, Any]) -> None:
+    run = stale_backup["run"]
+    assert run.modes() == ["executed", "failed"] + ["refused"] * 5
+    backup = run.ends()["emergency-backup"]
+    assert backup["verified"] is False
+    assert "does not match the live database (" in backup["detail"]
+    assert "table payments rows differ from the manifest SHA-256" in backup["detail"]
+
+
+def test_stale_backup_refuses_restore(stale_backup: dict[str, Any]) -> None:
+    restore = stale_backup["run"].ends()["restore"]["detail"]
+    assert restore.startswith(
+        "precondition 'emergency-backup verified' not met: emergency-backup ended "
+        "failed"
+    )
+    assert stale_backup["payments_after"] == stale_backup["payments_before"]
+
+
 # The direct SQLite path: no commands, the admin endpoint for the traffic.
 
 
@@ -510,11 +608,11 @@ sys.exit(1 if bad else 0)
 """
 
 
-def _pg_database(pg_cluster: Any) -> str:
+def _pg_database(pg_cluster: Any, name: str = PG_DATABASE) -> str:
     with pg_cluster.open_admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {PG_DATABASE}")
-    dsn: str = pg_cluster.admin_dsn.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn: str = pg_cluster.admin_dsn.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE payments (id int PRIMARY KEY, cents int)")
         conn.execute(
@@ -595,6 +693,46 @@ def test_postgres_password_not_archived(
         if path.is_file() and secret in path.read_bytes()
     ]
     assert leaked == []
+
+
+PG_STALE_DATABASE = "rollback_stale"
+
+
+@pytest.fixture(scope="module")
+def postgres_stale(
+    pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A db_backup command that copies an older pg_dump archive under the new name."""
+    folder = tmp_path_factory.mktemp("postgres-stale")
+    dsn = _pg_database(pg_cluster, PG_STALE_DATABASE)
+    backups = folder / "backups"
+    masking = Redactor([dsn, split_dsn(dsn).password or dsn])
+    dump_pg(dsn, backups, "nightly", timeout_s=60, redactor=masking)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE payments SET cents = -cents WHERE id IN (3, 7, 11)")
+    before = live_pg_digests(dsn, 10)
+    script = folder / "validate.py"
+    script.write_text(VALIDATE_SCRIPT, encoding="utf-8")
+    commands = {
+        "db_validate": f"{sys.executable} {script}",
+        "db_backup": f"cp {backups / 'nightly.dump'} {backups}/{{backup}}.dump",
+    }
+    with start_target("healthy", data_dir=folder / "target", seed=5) as running:
+        with _configured(folder, running, dsn, commands) as target:
+            run = _confirmed(
+                folder / "archive", target, "INC-DBR-PGSTALE", backup_dir=str(backups)
+            )
+        yield {"run": run, "before": before, "after": live_pg_digests(dsn, 10)}
+    with pg_cluster.open_admin() as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_STALE_DATABASE} WITH (FORCE)")
+
+
+def test_postgres_stale_backup_fails(postgres_stale: dict[str, Any]) -> None:
+    run = postgres_stale["run"]
+    assert run.modes() == ["executed", "failed"] + ["refused"] * 5
+    detail = run.ends()["emergency-backup"]["detail"]
+    assert "has the same SHA-256 as backup nightly" in detail
+    assert postgres_stale["after"] == postgres_stale["before"]
 
 
 # A target where nothing listens: the run completes and changes nothing.

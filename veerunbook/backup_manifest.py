@@ -47,7 +47,8 @@ TableDigests = dict[str, dict[str, Any]]
 class Manifest:
     """The content of one backup at the time it was made.
 
-    ``data_valid`` is None when the backup recorded no validation result.
+    ``data_valid`` is None when the backup recorded no validation result. Raises
+    UsageError when ``file`` is not a plain file name.
     """
 
     name: str
@@ -58,6 +59,10 @@ class Manifest:
     tables: TableDigests
     engine: str | None = None
     data_valid: bool | None = None
+
+    def __post_init__(self) -> None:
+        # Verification and restore read ``folder / file``, so it must stay inside.
+        check_file_name(self.file)
 
     def to_json(self) -> dict[str, Any]:
         """Render the manifest as stored in ``NAME.json``."""
@@ -120,6 +125,20 @@ def check_backup_name(name: str) -> str:
             "or '-', starting with a letter or digit"
         )
     return name
+
+
+def check_file_name(file: str) -> str:
+    """Return ``file`` when it is a plain file name, and raise UsageError otherwise.
+
+    An absolute path, a folder part or ``..`` would make verification and restore
+    read a file outside the backup folder.
+    """
+    if file in ("", ".", "..") or any(char in file for char in "/\\\0"):
+        raise UsageError(
+            f"invalid backup file {file!r}: give a plain file name inside the "
+            "backup folder, such as NAME.sqlite3 or NAME.dump"
+        )
+    return file
 
 
 def emergency_name(now: datetime | None = None) -> str:

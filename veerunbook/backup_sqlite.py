@@ -96,9 +96,11 @@ def backup_sqlite(
 ) -> Manifest:
     """Back ``database`` up as ``folder/NAME.sqlite3`` and write its manifest.
 
-    ``timeout_s`` bounds each wait for a lock. Raises UsageError when the name is
-    invalid or taken, and OSError or ``sqlite3.Error`` when the copy fails; then
-    nothing is left under the backup's name.
+    The live database is read through a read-only connection (see
+    ``veerunbook.sqlite_files.open_read_only``), so its files, ``-wal`` included,
+    keep their bytes. ``timeout_s`` bounds each wait for a lock. Raises UsageError
+    when the name is invalid or taken, and OSError or ``sqlite3.Error`` when the
+    copy fails; then nothing is left under the backup's name.
     """
     target = folder / f"{check_backup_name(name)}{SUFFIX}"
     if target.exists() or (folder / f"{name}.json").exists():
@@ -194,16 +196,16 @@ def restore_sqlite(
 
 
 def _copy(database: Path, target: Path, timeout_s: float) -> TableDigests:
-    source = _open_live(database, timeout_s)
-    copy = sqlite3.connect(target)
-    try:
+    # A read-only source never checkpoints a WAL file when it closes, so the live
+    # files keep their bytes whether the backup succeeds or fails.
+    with (
+        open_read_only(database, timeout_s) as source,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
         source.backup(copy)
         # The live file may be in WAL mode; a copy in rollback mode is one file.
         copy.execute("PRAGMA journal_mode=DELETE")
         return sqlite_digests(copy)
-    finally:
-        copy.close()
-        source.close()
 
 
 def _open_live(database: Path, timeout_s: float) -> sqlite3.Connection:

@@ -30,7 +30,11 @@ from veerunbook.dbrollback_backups import Choice, backup_folder, list_candidates
 from veerunbook.dbrollback_checks import evidence_rows, gather_evidence
 from veerunbook.dbrollback_db import open_database
 from veerunbook.dbrollback_plan import RollbackFacts, RollbackParams
-from veerunbook.dbrollback_text import diagnosis_line, manifest_rows
+from veerunbook.dbrollback_text import (
+    diagnosis_line,
+    manifest_rows,
+    recovery_options,
+)
 from veerunbook.dbrollback_traffic import STAGES, measure
 from veerunbook.session import Session
 from veerunbook.triage_tables import Nothing, frame
@@ -192,10 +196,24 @@ class DatabaseRollback:
         names = [f"resume-{stage}" for stage in STAGES]
         return actions_frame([self.facts.results[name] for name in names])
 
-    # Step 8: the plan, the diagnosis and the summary.
+    # Step 8: the plan, the recovery option, the diagnosis and the summary.
     def actions(self) -> pd.DataFrame:
         """Return every action of the run in order: name, mode, detail, verified."""
         return actions_frame([self.facts.results[name] for name in self.order])
+
+    def recovery_options(self) -> pd.DataFrame:
+        """Rank the restore by the evidence of corruption, journal it and show it."""
+        import pandas as pd
+
+        options = recovery_options(self.facts)
+        ranked = [option for option in options if option["rank"] is not None]
+        if ranked:
+            text = f"recovery options ranked: 1. {ranked[0]['action']}"
+        else:
+            text = "no recovery option ranked: no source found corruption"
+        self.session.run.note(text, recovery_options=options)
+        print(text)
+        return pd.DataFrame(options).astype({"rank": "Int64"})
 
     def diagnosis(self) -> str:
         """Return the diagnosis line and journal it."""

@@ -16,7 +16,7 @@ from typing import Any
 from veerunbook.actions import Action, Outcome, Verification
 from veerunbook.dbrollback_backups import make_backup
 from veerunbook.dbrollback_checks import validate
-from veerunbook.dbrollback_db import describe_verification, verify_backup
+from veerunbook.dbrollback_db import verify_emergency_backup
 from veerunbook.dbrollback_plan import RollbackFacts
 from veerunbook.dbrollback_traffic import (
     STAGES,
@@ -82,19 +82,22 @@ def emergency_backup(session: Session, facts: RollbackFacts, name: str) -> Actio
         manifest = facts.emergency
         if folder is None or manifest is None:
             return Verification(False, "no backup was written")
-        problems = verify_backup(
-            folder, manifest, timeout_s=timeout, redactor=session.redactor
+        verified, detail = verify_emergency_backup(
+            facts.database,
+            folder,
+            manifest,
+            timeout_s=timeout,
+            redactor=session.redactor,
         )
-        if problems:
-            return Verification(False, f"backup {name}: {'; '.join(problems)}")
-        return Verification(True, describe_verification(manifest))
+        return Verification(verified, detail)
 
     return Action(
         name="emergency-backup",
         intent=(
             f"Back up the current database as {name} into {where} with "
             f"{_backup_method(session, facts)}, then verify its size, SHA-256, "
-            "manifest and restorability."
+            "manifest and restorability, and that its tables match the live "
+            "database."
         ),
         params={"backup": name, "folder": str(where)},
         read_state=lambda: {"backups": _listing(facts)},

@@ -182,9 +182,11 @@ def manifest_after_command(
     """Return the manifest a backup command wrote, or write one for its file.
 
     A SQLite backup file is described from its own content. For a PostgreSQL
-    archive the table digests come from the live database just after the command.
-    NOTE: they match the archive only when nothing wrote in between, which the
-    stopped traffic is meant to ensure.
+    archive the table digests come from the live database just after the command,
+    and an archive with the bytes of an older backup of the folder is rejected.
+    NOTE: the digests match the archive only when nothing wrote in between, which
+    the stopped traffic is meant to ensure, and when the command dumped the live
+    database, which only the check for a copied archive tests.
     """
     try:
         return read_manifest(folder, name)
@@ -199,6 +201,7 @@ def manifest_after_command(
             manifest = describe_file(path, name, created, data_valid)
         elif database is not None and database.engine == "postgresql":
             size, digest = file_digest(path)
+            _reject_copy(folder, path, digest)
             tables = database.digests(timeout_s)
             manifest = Manifest(
                 name, created, path.name, size, digest, tables, engine, data_valid
@@ -214,6 +217,18 @@ def manifest_after_command(
         f"the db_backup command wrote neither {name}.json nor {name}.sqlite3 or "
         f"{name}.dump into {folder}; set -p backup_dir to the folder it writes to"
     )
+
+
+def _reject_copy(folder: Path, path: Path, digest: str) -> None:
+    # pg_dump writes the time it started into the archive's header, so a new
+    # archive never has the bytes of an older one.
+    for manifest in list_manifests(folder)[0]:
+        if manifest.sha256 == digest:
+            raise BackupError(
+                f"{path.name} has the same SHA-256 as backup {manifest.name}, so the "
+                "db_backup command copied an older backup instead of dumping the "
+                "live database"
+            )
 
 
 def _exclusion(manifest: Manifest, corrupted_since: datetime) -> str | None:

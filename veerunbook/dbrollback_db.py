@@ -9,12 +9,21 @@ manifest alone, also for a backup that a configured command made.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from veerunbook import backup_pg, backup_sqlite, pg_content
-from veerunbook.backup_manifest import Manifest, TableDigests, engine_of
+from veerunbook.backup_manifest import (
+    Manifest,
+    TableDigests,
+    compare_tables,
+    engine_of,
+)
 from veerunbook.dbcheck import DatabaseUrl, read_database_url, secret_values
+from veerunbook.errors import VeerunbookError
 from veerunbook.redact import Redactor
 from veerunbook.session import Session
 
@@ -142,6 +151,51 @@ def verify_backup(
             folder, manifest, timeout_s=timeout_s, redactor=redactor
         )
     return [f"unknown backup format of {manifest.file}: expected .sqlite3 or .dump"]
+
+
+def verify_emergency_backup(
+    database: Database | None,
+    folder: Path,
+    manifest: Manifest,
+    *,
+    timeout_s: float,
+    redactor: Redactor,
+) -> tuple[bool, str]:
+    """Verify a new backup against its manifest, then against the live database.
+
+    The traffic is stopped while the emergency backup is taken, so its tables must
+    equal the live ones. A difference means that the backup contains other data,
+    such as an older backup that a ``db_backup`` command copied under the new name.
+    Returns whether the backup verified, and the detail.
+    """
+    problems = verify_backup(folder, manifest, timeout_s=timeout_s, redactor=redactor)
+    if problems:
+        return False, f"backup {manifest.name}: {'; '.join(problems)}"
+    described = describe_verification(manifest)
+    if database is None:
+        # NOTE: a backup made by a command is then checked against its own
+        # manifest alone, so a stale copy with a matching manifest passes.
+        return True, (
+            f"{described}; not compared with the live database: no database URL "
+            "is usable"
+        )
+    try:
+        live = database.digests(timeout_s)
+    except (OSError, sqlite3.Error, psycopg.Error, VeerunbookError) as exc:
+        reason = redactor.mask(f"{type(exc).__name__}: {exc}")
+        return False, (
+            f"backup {manifest.name} not compared with the live database, which "
+            f"could not be read: {reason}"
+        )
+    differences = compare_tables(live, manifest.tables)
+    if differences:
+        return False, (
+            f"backup {manifest.name} does not match the live database "
+            f"({'; '.join(differences[:5])}), so it does not keep the current "
+            "state: check that nothing else writes to the database and that the "
+            "backup reads the live database"
+        )
+    return True, f"{described}; the tables match the live database"
 
 
 def describe_verification(manifest: Manifest) -> str:

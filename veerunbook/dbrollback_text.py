@@ -1,9 +1,11 @@
-"""The words of the database-rollback procedure: its diagnosis line and tables.
+"""The words of the database-rollback procedure: its diagnosis, options and tables.
 
 ``diagnosis_line`` returns in one line what was found and what was done, or would
 be done in a dry-run, in the order of the runbook's steps. A confirmed run that stopped
 early names the action it stopped at and the traffic mode the target reports now,
 because a database left with traffic stopped needs the operator's attention.
+``recovery_options`` returns the procedure's one recovery option, the restore of a
+backup, ranked 1 only when a source found corruption.
 """
 
 from __future__ import annotations
@@ -39,14 +41,34 @@ def diagnosis_line(session: Session, facts: RollbackFacts, confirmed: bool) -> s
                 "only when data corruption is detected (-p force true acts anyway)"
             )
         return f"{head}; nothing was changed: {refused[0].detail}"
+    if not evidence.corrupted and facts.params.force:
+        head = f"{head}; force is set"
     if not confirmed:
         return f"{head}; {_planned(facts, refused)}"
     if facts.mode_of(_RESUMED) in DONE:
-        return (
-            f"{head}; restored {_chosen(facts)} after emergency backup "
-            f"{_emergency(facts)}; validation passed; traffic back to full"
-        )
+        return f"{head}; {_restored(facts)}; validation passed; traffic back to full"
     return f"{head}; {_stopped_at(session, facts)}"
+
+
+def recovery_options(facts: RollbackFacts) -> list[dict[str, Any]]:
+    """Return the restore of a backup as a recovery option, with its evidence.
+
+    The option gets rank 1 when a source found corruption and no rank otherwise,
+    because the runbook restores a backup only when corruption is detected.
+    """
+    chosen = facts.chosen
+    if chosen is not None:
+        action = f"restore backup {chosen.name} (made {chosen.created_at})"
+    else:
+        reason = facts.choice.reason if facts.choice else "the backups were not listed"
+        action = f"restore a backup from before the corruption (none chosen: {reason})"
+    evidence = facts.evidence
+    if evidence is not None and evidence.corrupted:
+        return [
+            {"key": "restore", "action": action, "evidence": evidence.line(), "rank": 1}
+        ]
+    line = evidence.line() if evidence else "the integrity checks did not run"
+    return [{"key": "restore", "action": action, "evidence": line, "rank": None}]
 
 
 def manifest_rows(manifest: Manifest) -> list[dict[str, Any]]:
@@ -61,11 +83,25 @@ def _planned(facts: RollbackFacts, refused: list[Any]) -> str:
     if refused:
         first = refused[0]
         return f"dry-run, and {first.name} would be refused: {first.detail}"
+    if facts.mode_of("restore") == "already-done":
+        restore = f"skip the restore (the tables already match {_chosen(facts)})"
+    else:
+        restore = f"restore {_chosen(facts)}"
     return (
         f"dry-run: would stop traffic, take emergency backup "
-        f"{facts.emergency_name or '-'}, restore "
-        f"{_chosen(facts)}, validate and resume traffic in {len(STAGES)} stages"
+        f"{facts.emergency_name or '-'}, {restore}, validate and resume traffic "
+        f"in {len(STAGES)} stages"
     )
+
+
+def _restored(facts: RollbackFacts) -> str:
+    emergency = _emergency(facts)
+    if facts.mode_of("restore") == "already-done":
+        return (
+            f"the tables already matched {_chosen(facts)}, so nothing was restored "
+            f"(emergency backup {emergency} was taken first)"
+        )
+    return f"restored {_chosen(facts)} after emergency backup {emergency}"
 
 
 def _stopped_at(session: Session, facts: RollbackFacts) -> str:
