@@ -56,12 +56,82 @@ def test_wide_range_rejected(text: str, reason: str) -> None:
         ("127.0.0.0/24", "loopback"),
         ("0.0.0.0", "unspecified"),
         ("::", "unspecified"),
+        ("0.0.0.1", "in 'this network' 0.0.0.0/8 (RFC 1122)"),
+        ("0.255.255.0/24", "in 'this network' 0.0.0.0/8 (RFC 1122)"),
+        ("255.255.255.255", "limited broadcast (RFC 919)"),
+        ("::ffff:255.255.255.255", "limited broadcast (RFC 919)"),
     ],
 )
-def test_loopback_unspecified_never_even_forced(text: str, kind: str) -> None:
+def test_never_blocked_even_forced(text: str, kind: str) -> None:
     check = check_block(text, force=True)
     assert not check.ok
     assert check.reason.endswith(f"is {kind}; never blocked")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "::ffff:127.0.0.1",
+            "::ffff:127.0.0.1 is loopback; never blocked",
+        ),
+        (
+            "::127.0.0.1",
+            "::7f00:1 embeds 127.0.0.1 (IPv4-compatible), which is loopback;"
+            " never blocked",
+        ),
+        (
+            "64:ff9b::7f00:1",
+            "64:ff9b::7f00:1 embeds 127.0.0.1 (NAT64), which is loopback;"
+            " never blocked",
+        ),
+        (
+            "2002:7f00:1::1",
+            "2002:7f00:1::1 embeds 127.0.0.1 (6to4), which is loopback; never blocked",
+        ),
+        (
+            "64:ff9b::0:1",
+            "64:ff9b::1 embeds 0.0.0.1 (NAT64), which is in 'this network'"
+            " 0.0.0.0/8 (RFC 1122); never blocked",
+        ),
+    ],
+)
+def test_embedded_loopback_never_blocked(text: str, reason: str) -> None:
+    check = check_block(text, force=True)
+    assert not check.ok
+    assert check.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "embedded"),
+    [
+        ("::ffff:10.0.0.1", "private (RFC 1918)"),
+        ("::a00:1", "10.0.0.1 (IPv4-compatible), which is private (RFC 1918)"),
+        ("64:ff9b::a00:1", "10.0.0.1 (NAT64), which is private (RFC 1918)"),
+        ("64:ff9b::6440:1", "100.64.0.1 (NAT64), which is shared address space"),
+        ("2002:c0a8:101::1", "192.168.1.1 (6to4), which is private (RFC 1918)"),
+        ("2002:a9fe:1::/64", "169.254.0.1 (6to4), which is link-local (RFC 3927)"),
+    ],
+)
+def test_embedded_private_needs_force(text: str, embedded: str) -> None:
+    check = check_block(text)
+    assert not check.ok
+    assert embedded in check.reason
+    assert check_block(text, force=True).ok
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["::ffff:203.0.113.7", "64:ff9b::cb00:7107", "2002:cb00:7107::1", "::cb00:7107"],
+)
+def test_embedded_public_blockable(text: str) -> None:
+    assert check_block(text).reason == "blockable"
+
+
+def test_embedded_range_too_wide() -> None:
+    check = check_block("64:ff9b::/96", force=True)
+    assert not check.ok
+    assert check.reason.startswith("range 0.0.0.0/0 is too wide")
 
 
 @pytest.mark.parametrize(
@@ -72,12 +142,28 @@ def test_loopback_unspecified_never_even_forced(text: str, kind: str) -> None:
         ("172.31.255.254", "private (RFC 1918)"),
         ("192.168.1.0/24", "private (RFC 1918)"),
         ("::ffff:10.0.0.1", "private (RFC 1918)"),
+        ("100.64.0.1", "shared address space (RFC 6598)"),
+        ("100.127.255.254", "shared address space (RFC 6598)"),
+        ("169.254.10.20", "link-local (RFC 3927)"),
+        ("192.0.0.8", "an IETF protocol assignment (RFC 6890)"),
+        ("192.0.0.170", "an IETF protocol assignment (RFC 6890)"),
+        ("198.18.0.1", "for benchmarking (RFC 2544)"),
+        ("198.19.255.0/24", "for benchmarking (RFC 2544)"),
+        ("224.0.0.251", "multicast (RFC 5771)"),
+        ("239.255.255.250", "multicast (RFC 5771)"),
+        ("240.0.0.1", "reserved (RFC 1112)"),
+        ("255.255.255.254", "reserved (RFC 1112)"),
         ("fd12:3456::1", "private (RFC 4193 unique local)"),
-        ("169.254.10.20", "link-local"),
-        ("fe80::1", "link-local"),
-        ("224.0.0.251", "multicast"),
-        ("239.255.255.250", "multicast"),
-        ("ff02::1", "multicast"),
+        ("fe80::1", "link-local (RFC 4291)"),
+        ("fec0::1", "site-local (deprecated by RFC 3879)"),
+        ("ff02::1", "multicast (RFC 4291)"),
+        ("100::1", "discard-only (RFC 6666)"),
+        ("64:ff9b:1::1", "for local-use IPv4/IPv6 translation (RFC 8215)"),
+        ("2001:2::1", "an IETF protocol assignment (RFC 2928)"),
+        ("2001::1", "an IETF protocol assignment (RFC 2928)"),
+        ("5f00::1", "reserved: outside the global unicast range 2000::/3"),
+        ("4000::1", "reserved: outside the global unicast range 2000::/3"),
+        ("::2:0:0:1", "reserved: outside the global unicast range 2000::/3"),
     ],
 )
 def test_protected_rejected_unless_forced(text: str, kind: str) -> None:
@@ -88,6 +174,36 @@ def test_protected_rejected_unless_forced(text: str, kind: str) -> None:
     assert forced.ok
     assert forced.forced
     assert forced.reason.endswith("; forced")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "100.63.255.255",
+        "100.128.0.1",
+        "192.0.1.255",
+        "198.17.255.255",
+        "198.20.0.1",
+        "223.255.255.255",
+        "2001:200::1",
+        "3fff::1",
+    ],
+)
+def test_neighbours_of_special_ranges_blockable(text: str) -> None:
+    assert check_block(text).reason == "blockable"
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", "2001:db8::1%1", "fe80::1%eth0/128"])
+def test_zone_id_rejected_even_forced(text: str) -> None:
+    check = check_block(text, force=True)
+    assert not check.ok
+    assert "names an interface of one host" in check.reason
+
+
+def test_zone_id_message_gives_fix() -> None:
+    with pytest.raises(ValueError) as error:
+        parse_network("fe80::1%eth0")
+    assert str(error.value).endswith("give it without %eth0")
 
 
 @pytest.mark.parametrize("text", ["172.15.255.255", "172.32.0.1", "169.255.0.1"])
