@@ -255,8 +255,8 @@ def test_unknown_version_refused(bad_deploy: Sequence) -> None:
     refused = bad_deploy.unknown.actions()[-1]
     assert refused["detail"] == (
         "precondition 'version chosen' not met: unknown version '9.9.9': the"
-        " deployment history does not list it; known versions: 1.5.0, 1.4.2,"
-        " 1.4.1, 1.4.0, 1.3.1, 1.3.0"
+        " deployment history does not list it; known versions, newest first:"
+        " 1.5.0, 1.4.2, 1.4.1, 1.4.0, 1.3.1, 1.3.0"
     )
 
 

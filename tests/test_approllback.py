@@ -9,26 +9,33 @@ configured command.
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from veerunbook import metrics
 from veerunbook.actions import Guard, perform
+from veerunbook.approllback import ApplicationRollback
 from veerunbook.approllback_action import (
     ADMIN_ROLLBACK_PATH,
     read_running_version,
     rollback_action,
     rollback_method,
 )
-from veerunbook.approllback_choice import Choice, choose_version
+from veerunbook.approllback_choice import Choice, choose_version, record_choice
 from veerunbook.approllback_plot import plot_watch
+from veerunbook.approllback_report import diagnosis
 from veerunbook.approllback_versions import (
     Deployment,
     VersionHistory,
     parse_deployments,
+    read_history,
 )
 from veerunbook.approllback_watch import (
     Figures,
@@ -39,6 +46,7 @@ from veerunbook.approllback_watch import (
 )
 from veerunbook.metrics_series import Sample, ScrapeResult
 from veerunbook.record import RUN_ID_ENV
+from veerunbook.run_summary import finding_line
 from veerunbook.session import Session, begin
 from veerunbook.simulator import RunningTarget, start_target
 
@@ -255,8 +263,53 @@ def test_requested_unknown_lists_known() -> None:
     assert choice.status == "fail"
     assert choice.reason == (
         "unknown version '9.9.9': the deployment history does not list it;"
-        " known versions: 1.5.0, 1.4.2, 1.4.1, 1.4.0, 1.3.1"
+        " known versions, newest first: 1.5.0, 1.4.2, 1.4.1, 1.4.0, 1.3.1"
     )
+
+
+def long_history(count: int) -> VersionHistory:
+    """A history of ``count`` versions 0.1, 0.2, ..., newest last; 2.0.0 runs."""
+    deployments = [deployment(f"0.{i}", i - count) for i in range(1, count + 1)]
+    deployments.reverse()
+    return VersionHistory([deployment("2.0.0", 1), *deployments], current="2.0.0")
+
+
+def test_requested_unknown_caps_list() -> None:
+    choice = choose_version(long_history(20_000), None, "9.9.9")
+    assert choice.reason == (
+        "unknown version '9.9.9': the deployment history does not list it;"
+        " known versions, newest first: 2.0.0, 0.20000, 0.19999, 0.19998, 0.19997,"
+        " 0.19996, 0.19995, 0.19994, 0.19993, 0.19992 and 19991 more"
+    )
+
+
+def test_requested_running_caps_list() -> None:
+    choice = choose_version(long_history(30), None, "2.0.0")
+    assert choice.reason.endswith(
+        "choose an older version: 0.30, 0.29, 0.28, 0.27, 0.26, 0.25, 0.24, 0.23,"
+        " 0.22, 0.21 and 20 more"
+    )
+
+
+def test_parse_deployments_clips_text() -> None:
+    body = {
+        "current": "x" * 100_000,
+        "deployments": [{"version": "v" * 100_000, "note": "n" * 100_000}],
+    }
+    parsed = parse_deployments(body)
+    assert parsed is not None
+    deployments, current = parsed
+    assert current == "x" * 63 + "…"
+    assert deployments[0].version == "v" * 63 + "…"
+    assert len(deployments[0].note) == 200
+
+
+def test_clipped_version_never_chosen() -> None:
+    body = {"deployments": [{"version": "1" * 70, "status": "succeeded"}]}
+    parsed = parse_deployments(body)
+    assert parsed is not None
+    history = VersionHistory(parsed[0], current="2.0.0")
+    assert choose_version(history, None, "1" * 64).status == "fail"
 
 
 @pytest.mark.parametrize(
@@ -578,6 +631,42 @@ def test_failing_command_failed(
     assert running["version"] == "1.5.0"
 
 
+def test_failed_diagnosis_wording(
+    service: RunningTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VEEFORE_ADMIN_TOKEN", raising=False)
+    command = 'deploy_rollback = "exit 4"'
+    session = open_session(tmp_path, monkeypatch, service.base_url, command)
+    guard = Guard(INCIDENT, True)
+    try:
+        result = perform(session, guard, rollback_action(session, chosen("1.4.2"), 10))
+        rollback = ApplicationRollback(
+            session, guard, choice=chosen("1.4.2"), result=result
+        )
+        text = diagnosis(rollback)
+    finally:
+        session.close()
+    assert text.startswith(
+        "the rollback to 1.4.2 failed: the rollback command exited 4"
+    )
+
+
+def test_command_last_line_clipped(
+    service: RunningTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VEEFORE_ADMIN_TOKEN", raising=False)
+    command = "deploy_rollback = \"printf 'x%.0s' $(seq 5000) >&2; exit 4\""
+    session = open_session(tmp_path, monkeypatch, service.base_url, command)
+    try:
+        action = rollback_action(session, chosen("1.4.2"), 10.0)
+        result = perform(session, Guard(INCIDENT, True), action)
+    finally:
+        session.close()
+    assert result.mode == "failed"
+    assert ": " + "x" * 199 + "…;" in result.detail
+    assert "x" * 200 not in result.detail
+
+
 def test_no_method_refused(
     service: RunningTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -591,6 +680,81 @@ def test_no_method_refused(
     assert result.mode == "refused"
     assert "target 'svc' has no deploy_rollback command" in result.detail
     assert "$VEEFORE_ADMIN_TOKEN is not set" in result.detail
+
+
+def test_refused_diagnosis_wording(
+    service: RunningTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VEEFORE_ADMIN_TOKEN", raising=False)
+    session = open_session(tmp_path, monkeypatch, service.base_url)
+    guard = Guard(INCIDENT, True)
+    try:
+        result = perform(session, guard, rollback_action(session, chosen("1.4.2"), 10))
+        rollback = ApplicationRollback(
+            session, guard, choice=chosen("1.4.2"), result=result
+        )
+        text = diagnosis(rollback)
+    finally:
+        session.close()
+    assert text.startswith(
+        "the rollback to 1.4.2 was refused: precondition 'rollback method' not met"
+    )
+
+
+class HugeHistory(BaseHTTPRequestHandler):
+    """A target whose deployment history lists 20,000 versions, limit or not."""
+
+    def do_GET(self) -> None:
+        deployments = [
+            {"version": f"0.{i}", "deployedAt": at_minutes(i - 20_000)}
+            for i in range(20_000)
+        ]
+        body = json.dumps({"current": "2.0.0", "deployments": deployments}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def at_minutes(minutes: float) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture
+def huge_history() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HugeHistory)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_huge_history_refusal_sentence(
+    huge_history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = open_session(tmp_path, monkeypatch, huge_history)
+    try:
+        history = read_history(session)
+        choice = choose_version(history, None, "9.9.9")
+        record_choice(session.run, choice, history.current)
+    finally:
+        session.close()
+    journal = (tmp_path / "a" / INCIDENT / "journal.jsonl").read_text()
+    events = [json.loads(line) for line in journal.splitlines()]
+    check = next(e for e in events if e.get("name") == "version to roll back to")
+    assert isinstance(check["summary"], str)
+    assert finding_line(check) == (
+        "FAIL  version to roll back to: unknown version '9.9.9': the deployment"
+        " history does not list it; known versions, newest first: 0.19999, 0.19998,"
+        " 0.19997, 0.19996, 0.19995, 0.19994, 0.19993, 0.19992, 0.19991, 0.19990"
+        " and 19990 more"
+    )
 
 
 def test_no_version_refused(

@@ -58,6 +58,9 @@ FOLLOW_UP_DIAGNOSIS = {
     "db-outage": ("database-connection", "database"),
     "pool-exhaustion": ("database-connection", "pool"),
     "slow": ("performance-degradation", "p95"),
+    "attack": ("security-incident", "burst"),
+    "bad-deploy": ("application-rollback", "roll back"),
+    "data-corruption": ("database-rollback", "corruption"),
 }
 
 

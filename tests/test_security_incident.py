@@ -205,7 +205,7 @@ def test_block_list_read(audit: Audit) -> None:
     ]
     assert audit.blocks["203.0.113.7"].automatic
     assert not audit.blocks["198.51.100.24"].automatic
-    assert "block list entry skipped: 'not an ip' is no address" in audit.notes
+    assert "skipped 1 block list entry without an address: 'not an ip'" in audit.notes
     assert "1 event skipped: not JSON objects" in audit.notes
 
 
@@ -324,6 +324,72 @@ def test_limiter_leaves_burst_open() -> None:
         "2 addresses over the limit are not blocked: 10.0.0.5, 203.0.113.50"
     )
     assert limiter["observed"] == 1
+
+
+def test_limiter_lists_capped() -> None:
+    # 30 addresses with 10 failed logins each and no block.
+    addresses = [f"203.0.113.{host}" for host in range(100, 130)]
+    events = [
+        event("failed_login", address, 30) for address in addresses for _ in range(10)
+    ]
+    body = {"events": events, "blockedIps": [], "rateLimiting": {"enabled": True}}
+    recorder = Recorder()
+    check_window(recorder, read_audit(body, NOW), None)  # type: ignore[arg-type]
+    limiter = recorder.checks["rate limiting"]
+    assert limiter["summary"] == (
+        "30 addresses over the limit are not blocked: 203.0.113.100, 203.0.113.101,"
+        " 203.0.113.102, 203.0.113.103, 203.0.113.104 and 25 more"
+    )
+    assert len(limiter["evidence"]["not blocked"]) == 20
+    assert limiter["evidence"]["not blocked in all"] == 30
+
+
+def test_huge_audit_fields_clipped() -> None:
+    huge = "x" * 100_000
+    body = {
+        "events": [
+            {
+                "time": at(1),
+                "type": huge,
+                "ip": huge,
+                "severity": huge,
+                "detail": huge,
+                "user": huge,
+            }
+        ],
+        "blockedIps": [{"ip": "203.0.113.7", "reason": huge}],
+    }
+    audit = read_audit(body, NOW)
+    found = audit.events[0]
+    assert found.type == "x" * 63 + "…"
+    assert found.ip == "x" * 63 + "…"
+    assert found.severity == "x" * 63 + "…"
+    assert found.user == "x" * 63 + "…"
+    assert len(found.detail) == 200
+    assert len(audit.blocks["203.0.113.7"].reason) == 200
+
+
+def test_breach_types_capped() -> None:
+    events = [event(f"data_export_{i}", "203.0.113.9", 5) for i in range(8)]
+    audit = read_audit({"events": events, "blockedIps": []}, NOW)
+    evidence = audit.evidence(audit.sources["203.0.113.9"])
+    assert evidence == [
+        "data export 0",
+        "data export 1",
+        "data export 2",
+        "data export 3",
+        "data export 4",
+        "3 more breach event types",
+    ]
+
+
+def test_skipped_block_entries_one_note() -> None:
+    body = {"events": [], "blockedIps": [f"host-{i}" for i in range(500)]}
+    audit = read_audit(body, NOW)
+    assert audit.notes == [
+        "skipped 500 block list entries without an address: 'host-0', 'host-1',"
+        " 'host-2' and 497 more"
+    ]
 
 
 def test_breach_checks(audit: Audit) -> None:
@@ -607,6 +673,21 @@ def test_invalid_address_refused(tmp_path: Path, quiet_target: RunningTarget) ->
 
 
 @pytest.mark.usefixtures("token_env")
+def test_zone_id_never_reaches_command(
+    tmp_path: Path, quiet_target: RunningTarget
+) -> None:
+    marker = tmp_path / "blocked.txt"
+    command = f"echo {{ip}} > {marker}"
+    session = open_session(tmp_path, quiet_target, {"block_ip": command})
+    check = check_block("fe80::1%eth0", force=True)
+    result = perform(session, CONFIRMED, block_action(session, check, "forced", 10))
+    session.close()
+    assert result.mode == "refused"
+    assert "the zone id %eth0 names an interface of one host" in result.detail
+    assert not marker.exists()
+
+
+@pytest.mark.usefixtures("token_env")
 def test_rotate_keys_once(tmp_path: Path, quiet_target: RunningTarget) -> None:
     marker = tmp_path / "rotated"
     command = f"echo {{incident}} >> {marker}"
@@ -799,7 +880,7 @@ def test_dry_run_rotation_refused(dry_run: Run) -> None:
 def test_dry_run_diagnosis(dry_run: Run) -> None:
     text = dry_run.field("diagnosis")
     assert text.startswith("security incident: failed-login burst from 14 addresses")
-    assert text.endswith("; 14 addresses to block (dry-run); key rotation refused")
+    assert text.endswith("; 14 addresses to block (dry-run); key rotation was refused")
 
 
 def test_dry_run_options(dry_run: Run) -> None:

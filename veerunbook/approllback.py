@@ -49,6 +49,7 @@ from veerunbook.metrics_series import (
 from veerunbook.perf_checks import check_user_p95
 from veerunbook.redact import mask_url
 from veerunbook.session import Session
+from veerunbook.text import clipped
 from veerunbook.triage_tables import Nothing, frame, probe_row
 
 if TYPE_CHECKING:
@@ -200,7 +201,10 @@ class ApplicationRollback:
         health = self.session.probe("health")
         readiness = self.session.probe("readyz")
         mode = self.result.mode if self.result else None
-        reported = health.json.get("version") if isinstance(health.json, dict) else None
+        body = health.json
+        reported = body.get("version") if isinstance(body, dict) else None
+        if reported is not None:
+            reported = clipped(str(reported))
         if mode in ("executed", "already-done") and self.choice and self.choice.version:
             version = self.choice.version
             self.session.run.check(

@@ -24,6 +24,7 @@ from veerunbook.approllback_choice import Choice
 from veerunbook.approllback_versions import HISTORY_LIMIT, parse_deployments
 from veerunbook.errors import VeerunbookError
 from veerunbook.shell import configured_command, run_command
+from veerunbook.text import clipped
 
 if TYPE_CHECKING:
     from veerunbook.session import Session
@@ -33,6 +34,8 @@ COMMAND_ROLE = "deploy_rollback"
 ADMIN_ROLLBACK_PATH = "/admin/deploy/rollback"
 # Characters of the command's output kept in the journal, from its end.
 OUTPUT_KEPT = 2000
+# Characters of the output's last line that the action's detail quotes.
+LAST_LINE_CHARS = 200
 
 
 def rollback_method(session: Session) -> tuple[str, str]:
@@ -108,7 +111,7 @@ def read_running_version(session: Session) -> dict[str, Any]:
     health = session.probe("health", name="running version", record=False)
     body = health.json
     if isinstance(body, dict) and isinstance(body.get("version"), str):
-        return {"version": body["version"], "source": "health body"}
+        return {"version": clipped(body["version"]), "source": "health body"}
     raise VeerunbookError(
         "the running version is unknown: the deployment history gave"
         f" {history.summary()!r} and the health body names no version"
@@ -134,7 +137,7 @@ def _executor(
             "stderr": result.stderr[-OUTPUT_KEPT:],
         }
         last = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        message = f": {last[0]}" if last else ""
+        message = f": {clipped(last[0], LAST_LINE_CHARS)}" if last else ""
         return Outcome(
             result.ok, f"the rollback command {result.summary()}{message}", data
         )

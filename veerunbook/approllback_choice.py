@@ -29,6 +29,7 @@ from veerunbook.errorrate_evidence import (
     dominant_groups,
 )
 from veerunbook.logs import ErrorGroup
+from veerunbook.text import listed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,14 +205,14 @@ def _check_requested(
     if requested not in known:
         reason = (
             f"unknown version {requested!r}: the deployment history does not list"
-            f" it; known versions: {', '.join(known) or 'none'}"
+            f" it; known versions, newest first: {listed(known)}"
         )
         return Choice(None, "", reason, "fail")
     if requested == history.current and not history.redeployed(requested):
         others = [version for version in known if version != requested]
         reason = (
             f"{requested} is the running version, so a rollback to it changes"
-            f" nothing; choose an older version: {', '.join(others) or 'none'}"
+            f" nothing; choose an older version: {listed(others)}"
         )
         return Choice(None, "", reason, "fail")
     own = [item for item in history.deployments if item.version == requested]

@@ -64,7 +64,10 @@ def diagnosis(rollback: ApplicationRollback) -> str:
             f"rolled back from {before} to {version}; watch: {rollback.verdict}"
             f" ({watched})"
         )
-    return f"{cause}the rollback to {version} was {result.mode}: {result.detail}"
+    outcome = {"refused": "was refused", "failed": "failed"}.get(
+        result.mode, f"ended {result.mode}"
+    )
+    return f"{cause}the rollback to {version} {outcome}: {result.detail}"
 
 
 def recovery_options(rollback: ApplicationRollback) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from veerunbook.changes import GIT_TIMEOUT_SECONDS, parse_time
-from veerunbook.text import counted
+from veerunbook.text import clipped, counted
 
 if TYPE_CHECKING:
     from veerunbook.session import Session
@@ -33,6 +33,9 @@ HISTORY_LIMIT = 20
 GIT_LOG_COUNT = 10
 # A deployment with one of these statuses never ran as a good version.
 NOT_GOOD_STATUSES = frozenset({"rolled_back", "failed"})
+# Characters kept of a deployment's note. Its other fields keep ``ITEM_CHARS``, as
+# many as ``VERSION_PATTERN`` allows, so a version that can be chosen is never cut.
+NOTE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,9 @@ def parse_deployments(body: Any) -> tuple[list[Deployment], str | None] | None:
 
     Returns the deployments newest first and the running version: the body's
     ``current``, else the newest deployment whose status is not rolled back or
-    failed. Returns None for a body without a deployment list.
+    failed. Returns None for a body without a deployment list. Text fields are
+    clipped (``veerunbook.text.clipped``), so a hostile history cannot make a
+    message or a journal field of unbounded size.
     """
     items = body.get("deployments") if isinstance(body, dict) else body
     if not isinstance(items, list):
@@ -108,16 +113,16 @@ def parse_deployments(body: Any) -> tuple[list[Deployment], str | None] | None:
     if not isinstance(current, str) or not current:
         running = [d for d in deployments if d.status not in NOT_GOOD_STATUSES]
         current = running[0].version if running else None
-    return deployments, current
+    return deployments, clipped(current) if current else None
 
 
 def _deployment(item: dict[str, Any]) -> Deployment:
     return Deployment(
-        version=str(item.get("version") or ""),
+        version=clipped(str(item.get("version") or "")),
         time=parse_time(item.get("deployedAt") or item.get("time")),
-        status=str(item.get("status") or ""),
-        commit=str(item.get("commitSha") or item.get("commit") or ""),
-        note=str(item.get("note") or ""),
+        status=clipped(str(item.get("status") or "")),
+        commit=clipped(str(item.get("commitSha") or item.get("commit") or "")),
+        note=clipped(str(item.get("note") or ""), NOTE_CHARS),
     )
 
 

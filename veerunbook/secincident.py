@@ -40,6 +40,7 @@ from veerunbook.secincident_plan import (
     diagnosis,
     propose,
     recovery_options,
+    rotation_text,
     select,
 )
 from veerunbook.secincident_tables import (
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 AUDIT_LIMIT = 1000
 # Events requested at the first read, which only lists the high-severity ones.
 HIGH_LIMIT = 100
+# Proposals journaled with their evidence, strongest first; the note counts them all.
+PROPOSALS_JOURNALED = 50
 
 
 @dataclass
@@ -178,7 +181,7 @@ class SecurityIncident:
         self.session.run.note(
             f"{counted(len(self.proposals), 'address', 'addresses')} proposed "
             "for a block",
-            proposed_blocks=rows,
+            proposed_blocks=rows[:PROPOSALS_JOURNALED],
             left_out=self.left_out,
         )
         if self.left_out:
@@ -249,7 +252,7 @@ class SecurityIncident:
         problem = self.unreachable or self.problem
         text = diagnosis(self.audit, self.results, self.signs(), breaches, problem)
         if self.rotation is not None:
-            text += f"; key rotation {self.rotation.mode}"
+            text += f"; {rotation_text(self.rotation)}"
         self.session.run.note(f"diagnosis: {text}", diagnosis=text)
         return text
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from veerunbook.blocklist import entry_of
 from veerunbook.changes import parse_time
-from veerunbook.text import counted
+from veerunbook.text import clipped, counted, listed
 
 # The limiter's limit and window when the audit's ``rateLimiting`` does not report
 # them: 10 failed logins per address in 15 minutes, as the embedded demo service's
@@ -38,6 +38,12 @@ EXFILTRATION_WORDS = ("export", "download")
 # NOTE: the audit format defines no event for a successful login either; this is
 # the type read when a service records one.
 LOGIN_SUCCESS_TYPES = ("login_success",)
+# Characters kept of an event's detail and of a block's reason. An event's type,
+# address, severity and user keep ``veerunbook.text.ITEM_CHARS``, so a valid address
+# without a zone id is never cut.
+DETAIL_CHARS = 200
+# Breach event types named per address in its evidence; the rest are counted.
+BREACH_KINDS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,11 @@ class Audit:
             found.append(f"{counted(source.rate_limit_hits, 'rate-limit hit')}")
         elif source.block is not None and source.block.automatic:
             found.append("blocked by the rate limiter")
-        found += [kind.replace("_", " ") for kind in source.breaches]
+        kinds = [kind.replace("_", " ") for kind in source.breaches]
+        found += kinds[:BREACH_KINDS_SHOWN]
+        if len(kinds) > BREACH_KINDS_SHOWN:
+            more = len(kinds) - BREACH_KINDS_SHOWN
+            found.append(counted(more, "more breach event type"))
         return found
 
     def compromised(self) -> list[str]:
@@ -192,11 +202,11 @@ def _read_events(raw: Any, notes: list[str]) -> list[Event]:
         events.append(
             Event(
                 time=parse_time(item.get("time")),
-                type=str(item.get("type", "unknown")),
-                ip=ip if isinstance(ip, str) and ip else None,
-                severity=str(item.get("severity", "")).lower(),
-                detail=str(item.get("detail") or ""),
-                user=user if isinstance(user, str) and user else None,
+                type=clipped(str(item.get("type", "unknown"))),
+                ip=clipped(ip) if isinstance(ip, str) and ip else None,
+                severity=clipped(str(item.get("severity", "")).lower()),
+                detail=clipped(str(item.get("detail") or ""), DETAIL_CHARS),
+                user=clipped(user) if isinstance(user, str) and user else None,
             )
         )
     if len(events) < len(raw):
@@ -210,15 +220,20 @@ def _read_blocks(raw: Any, notes: list[str]) -> dict[str, Block]:
         notes.append("the audit response has no 'blockedIps' list")
         return {}
     blocks = {}
+    skipped: list[str] = []
     for item in raw:
         text = item.get("ip") if isinstance(item, dict) else item
         entry = entry_of(text) if isinstance(text, str) else None
         if entry is None:
-            notes.append(f"block list entry skipped: {str(text)[:60]!r} is no address")
+            skipped.append(repr(clipped(str(text), 60)))
             continue
         reason = str(item.get("reason") or "") if isinstance(item, dict) else ""
+        reason = clipped(reason, DETAIL_CHARS)
         when = parse_time(item.get("blockedAt")) if isinstance(item, dict) else None
         blocks[entry] = Block(entry, reason, when, is_automatic(reason))
+    if skipped:
+        entries = counted(len(skipped), "block list entry", "block list entries")
+        notes.append(f"skipped {entries} without an address: {listed(skipped, 3)}")
     return blocks
 
 

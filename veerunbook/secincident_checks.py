@@ -23,13 +23,15 @@ from veerunbook.secincident_audit import (
     is_exfiltration,
 )
 from veerunbook.secincident_tables import TABLE_ROWS, breach_row, clock, source_row
-from veerunbook.text import counted
+from veerunbook.text import counted, listed
 
 if TYPE_CHECKING:
     from veerunbook.record import RunContext
     from veerunbook.shell import CommandResult
 
 MINUTE = timedelta(minutes=1)
+# Entries of a list kept in a check's evidence; the check counts every entry.
+EVIDENCE_ITEMS = 20
 
 
 def high_severity(audit: Audit) -> list[Event]:
@@ -41,16 +43,16 @@ def check_high_events(run: RunContext, audit: Audit) -> None:
     """Journal the count of high-severity events by type."""
     events = high_severity(audit)
     types = Counter(event.type for event in events)
-    listed = ", ".join(f"{kind} {count}" for kind, count in types.most_common(4))
+    common = ", ".join(f"{kind} {count}" for kind, count in types.most_common(4))
     run.check(
         "high-severity security events",
         "warn" if events else "pass",
         observed=len(events),
         unit="events",
         expected=0,
-        evidence=dict(types),
+        evidence=dict(types.most_common(EVIDENCE_ITEMS)),
         summary=f"{counted(len(events), 'high-severity event')}"
-        + (f": {listed}" if listed else ""),
+        + (f": {common}" if common else ""),
     )
 
 
@@ -144,7 +146,7 @@ def _check_limiter(run: RunContext, audit: Audit) -> None:
         status = "warn"
         text = (
             f"{counted(len(open_), 'address', 'addresses')} over the limit "
-            f"{'is' if len(open_) == 1 else 'are'} not blocked: {', '.join(open_[:5])}"
+            f"{'is' if len(open_) == 1 else 'are'} not blocked: {listed(open_, 5)}"
         )
     elif limiter.enabled is None:
         status, text = "skip", "the audit does not say whether the rate limiter is on"
@@ -157,7 +159,12 @@ def _check_limiter(run: RunContext, audit: Audit) -> None:
         observed=len(over) - len(open_),
         unit="addresses blocked",
         expected=f"every address over {limiter.limit} failed logins blocked",
-        evidence={"limiter": vars(limiter), "not blocked": open_, "leaked": leaked},
+        evidence={
+            "limiter": vars(limiter),
+            "not blocked": open_[:EVIDENCE_ITEMS],
+            "not blocked in all": len(open_),
+            "leaked": leaked,
+        },
         summary=text,
     )
 
@@ -196,8 +203,7 @@ def check_bursts(run: RunContext, audit: Audit) -> None:
     over = bursts(audit)
     limiter = audit.limiter
     line = f"{limiter.limit} failed logins in {limiter.window_seconds:g} s"
-    listed = ", ".join(source.ip for source in over[:5])
-    more = f" and {len(over) - 5} more" if len(over) > 5 else ""
+    addresses = listed([source.ip for source in over], 5)
     run.check(
         "failed-login bursts",
         "fail" if over else "pass",
@@ -206,8 +212,7 @@ def check_bursts(run: RunContext, audit: Audit) -> None:
         expected=f"no address at the rate limiter's limit ({line})",
         evidence=[source_row(source) for source in over[:TABLE_ROWS]],
         summary=(
-            f"{counted(len(over), 'address', 'addresses')} reached {line}: "
-            f"{listed}{more}"
+            f"{counted(len(over), 'address', 'addresses')} reached {line}: {addresses}"
             if over
             else f"no address reached {line}"
         ),
@@ -239,7 +244,7 @@ def check_breaches(run: RunContext, events: list[Event], signs: list[str]) -> No
             observed=len(found),
             unit="events",
             expected=0,
-            evidence=[breach_row(event) for event in found[:20]],
+            evidence=[breach_row(event) for event in found[:EVIDENCE_ITEMS]],
             summary="; ".join(_describe(event) for event in found[:3]) or none,
         )
     run.check(
@@ -248,7 +253,7 @@ def check_breaches(run: RunContext, events: list[Event], signs: list[str]) -> No
         observed=len(signs),
         unit="signs",
         expected=0,
-        evidence=signs[:20],
+        evidence=signs[:EVIDENCE_ITEMS],
         summary="; ".join(signs[:3]) or "no sign of compromised credentials",
     )
 

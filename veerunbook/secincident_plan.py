@@ -250,6 +250,18 @@ def diagnosis(
     return f"security incident: {', '.join(findings)}; {done or 'nothing to block'}"
 
 
+def rotation_text(result: ActionResult) -> str:
+    """Return what became of the key rotation, by the action's mode."""
+    words = {
+        "executed": "keys rotated",
+        "dry-run": "key rotation would run (dry-run)",
+        "already-done": "key rotation is already done",
+        "refused": "key rotation was refused",
+        "failed": "key rotation failed",
+    }
+    return words.get(result.mode, f"key rotation ended {result.mode}")
+
+
 def _actions_text(results: list[ActionResult]) -> str:
     modes = Counter(result.mode for result in results)
     words = {
