@@ -17,7 +17,6 @@ import pytest
 from veerunbook.redact import Redactor
 from veerunbook.shell import (
     MAX_OUTPUT_CHARS,
-    MAX_PARTIAL_LINE_BYTES,
     fill_template,
     placeholders,
     run_command,
@@ -52,10 +51,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_for_file(path: Path) -> str:
+def _wait_for_file(path: Path, attempts: int = 200) -> str:
     # The command wrote the file before the runner returned, except for a process
     # started in the background, which gets a little longer.
-    for _ in range(200):
+    for _ in range(attempts):
         if path.is_file() and path.read_text().strip():
             return path.read_text().strip()
         time.sleep(0.01)
@@ -200,6 +199,58 @@ def test_timeout_kills_process_group(pid_file: Path) -> None:
     assert not _alive(child)
 
 
+def test_signal_ends_shell_negative_code() -> None:
+    result = run_command("kill -TERM $$", timeout_s=10, redactor=Redactor())
+    assert result.exit_code == -signal.SIGTERM
+    assert not result.timed_out
+
+
+def _wait_until_dead(pid: int) -> None:
+    # Bounded only to keep a broken runner from hanging the suite.
+    for _ in range(600):
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} still alive after 60 s")
+
+
+def _start_runner(command: str, timeout_s: float) -> subprocess.Popen[bytes]:
+    """Start a Python process that runs ``command`` with ``run_command``."""
+    script = (
+        "from veerunbook.redact import Redactor\n"
+        "from veerunbook.shell import run_command\n"
+        f"run_command({command!r}, timeout_s={timeout_s!r}, redactor=Redactor())\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", script])
+
+
+def test_command_dies_with_its_runner(tmp_path: Path, pid_file: Path) -> None:
+    # The runner is killed with SIGKILL, so it cannot clean up. The command must
+    # die before it writes the file, though its timeout is far away.
+    late = tmp_path / "late"
+    runner = _start_runner(f"echo $$ > {pid_file}; sleep 5; touch {late}", 600)
+    try:
+        shell = int(_wait_for_file(pid_file, attempts=3000))
+    finally:
+        runner.kill()
+        runner.wait()
+    _wait_until_dead(shell)
+    assert not late.exists()
+
+
+def test_guard_deadline_bounds_stopped_runner(pid_file: Path) -> None:
+    # A stopped runner cannot kill at its deadline; the guard does, a little later.
+    runner = _start_runner(f"echo $$ > {pid_file}; exec sleep 600", 1)
+    try:
+        shell = int(_wait_for_file(pid_file, attempts=3000))
+        runner.send_signal(signal.SIGSTOP)
+        _wait_until_dead(shell)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert not _alive(shell)
+
+
 def test_timeout_keeps_output_before_kill() -> None:
     result = run_command("echo started; sleep 60", timeout_s=1, redactor=Redactor())
     assert result.timed_out
@@ -255,7 +306,7 @@ def test_output_tail_kept_and_drop_counted() -> None:
     assert result.stdout.endswith("1099999\n")
     assert result.stdout.split("\n", 1)[0].isdigit()
     assert len(result.stdout) <= MAX_OUTPUT_CHARS
-    assert len(result.stdout) >= MAX_OUTPUT_CHARS - MAX_PARTIAL_LINE_BYTES
+    assert len(result.stdout) > MAX_OUTPUT_CHARS - 8
     assert result.stdout_dropped + len(result.stdout) == total
     assert result.stderr_dropped == 0
 
@@ -271,6 +322,44 @@ def test_partial_secret_at_cut_dropped() -> None:
     assert result.stdout_dropped > 0
     assert "4242" not in result.stdout
     assert result.stdout.endswith("end\n")
+
+
+TOKEN = "Sekr3tAdminTok_PLANTED_7781"
+# Every 8-character piece of the token: none may survive in the kept output.
+TOKEN_PIECES = [TOKEN[start : start + 8] for start in range(len(TOKEN) - 7)]
+
+
+def _straddling_command(inside: int, line: str, shift: int) -> str:
+    """Print output whose kept tail starts ``inside - shift`` bytes into the token.
+
+    ``line`` is ``short`` (the token ends a line of at most 78 bytes) or ``long`` (it
+    sits in the middle of a line of over 30,000 bytes). Lines of 39 bytes and ``end``
+    follow.
+    """
+    before, after = (12, 0) if line == "short" else (20_000, 10_000)
+    ending = "\\nend\\n"
+    # The kept tail is the token from the cut on, the rest of its line with the line
+    # feed, the filler and the 5 bytes of the ending.
+    filler = MAX_OUTPUT_CHARS - (len(TOKEN) - inside + shift) - after - 1 - 5
+    return (
+        f"yes {'x' * 38} | head -c 4000; head -c {before} /dev/zero | tr '\\0' a; "
+        f"printf %s {TOKEN}; head -c {after} /dev/zero | tr '\\0' b; echo; "
+        f"yes {'y' * 38} | head -c {filler}; printf '{ending}'"
+    )
+
+
+# A cut inside a short line, inside a long one, and 1 KiB before a secret in a long
+# line: a runner that drops only the first KiB of a cut line leaks there.
+@pytest.mark.parametrize(("line", "shift"), [("short", 0), ("long", 0), ("long", 1024)])
+@pytest.mark.parametrize("inside", range(len(TOKEN) + 1))
+def test_secret_at_cut_never_leaks(inside: int, line: str, shift: int) -> None:
+    command = _straddling_command(inside, line, shift)
+    result = run_command(command, timeout_s=30, redactor=Redactor([TOKEN]))
+    assert result.ok
+    assert result.stdout.endswith("\nend\n")
+    assert result.stdout_dropped > 0
+    for piece in TOKEN_PIECES:
+        assert piece not in result.stdout
 
 
 def test_huge_output_bounded_memory(tmp_path: Path) -> None:

@@ -6,13 +6,18 @@ placeholders with shell-quoted values, runs the result with ``/bin/sh -c`` in a 
 process group, and returns a ``CommandResult`` with the exit code and the end of each
 output stream, masked. It never raises for the command's own failure.
 
+The shell runs under ``veerunbook.shell_guard``, a small supervisor in the same
+process group that kills the group when this process dies, so a command never
+outlives the kernel that started it.
+
 The timeout bounds the whole step. The pipes are read here with a deadline instead of
 ``subprocess.communicate``, because communicate waits for end-of-file, and a process
 that left the group (``setsid daemon &``) can keep a pipe open for ever. At the
 deadline the process group is killed and reading stops, whoever still holds the
 pipes. Only the last ``MAX_OUTPUT_CHARS`` bytes of each stream are kept while
-reading, so a command that prints gigabytes costs no memory, and the result says how
-many bytes were dropped.
+reading, so a command that prints gigabytes costs no memory. When the start of a
+stream was dropped, the text kept starts at the first whole line after the cut, and
+the result counts the bytes dropped.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from veerunbook.redact import Redactor
+from veerunbook.shell_guard import guard_command
 
 if TYPE_CHECKING:
     from veerunbook.session import Session
@@ -40,10 +46,6 @@ _log = logging.getLogger("veerunbook.shell")
 
 # Output kept of each stream: the end, where tools print their summary.
 MAX_OUTPUT_CHARS = 16_000
-# When the start of a stream was dropped, the kept text starts mid-line, and maybe in
-# the middle of a secret that masking would no longer recognise. The partial line is
-# dropped too, up to this many bytes.
-MAX_PARTIAL_LINE_BYTES = 1024
 # After the shell exits, background processes it started may still hold the pipes;
 # their output is read for this long at most.
 EXIT_GRACE_SECONDS = 0.5
@@ -164,7 +166,7 @@ def run_command(
     started = time.monotonic()
     try:
         process = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            guard_command(os.getpid(), timeout_s, ["/bin/sh", "-c", command]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -194,21 +196,31 @@ class _Tail:
     def __init__(self) -> None:
         self.kept = bytearray()
         self.dropped = 0
+        # Whether the last byte dropped ended a line, so the kept bytes start one.
+        self.starts_line = True
 
     def add(self, chunk: bytes) -> None:
         self.kept += chunk
         excess = len(self.kept) - MAX_OUTPUT_CHARS
         if excess > 0:
+            self.starts_line = self.kept[excess - 1] == ord("\n")
             del self.kept[:excess]
             self.dropped += excess
 
     def text(self, redactor: Redactor) -> tuple[str, int]:
         """Return the kept text masked, and the number of bytes dropped."""
         kept, dropped = bytes(self.kept), self.dropped
-        if dropped:
-            cut = kept.find(b"\n", 0, MAX_PARTIAL_LINE_BYTES)
-            cut = MAX_PARTIAL_LINE_BYTES if cut < 0 else cut + 1
-            kept, dropped = kept[cut:], dropped + min(cut, len(kept))
+        if not self.starts_line:
+            # The kept bytes may start inside a secret, a URL password or a base64
+            # blob, and masking recognises each of them only whole. So the rest of
+            # the cut line is dropped, whatever its length. Masking the stream
+            # before cutting it, with an overlap as long as the longest secret,
+            # would still miss a cut blob, whose decoding needs all of it.
+            # NOTE: a secret that spans lines, such as a PEM key, can still leave
+            # its lines after the cut unmasked.
+            newline = kept.find(b"\n")
+            cut = len(kept) if newline < 0 else newline + 1
+            kept, dropped = kept[cut:], dropped + cut
         return redactor.mask(kept.decode("utf-8", "replace")), dropped
 
 
@@ -295,7 +307,7 @@ def _read_chunk(key: selectors.SelectorKey, selector: selectors.BaseSelector) ->
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    # The shell's children (npm, node) share its process group.
+    # The guard, the shell and the shell's children (npm, node) share one group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     try:
