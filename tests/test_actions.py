@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -452,6 +453,145 @@ def test_killed_process_leaves_intent(session: Session, archive: Path) -> None:
     assert [event["mode"] for event in events] == ["intent"]
     assert events[0]["intent"] == "Block 203.0.113.7, the source of the failed logins."
     assert verify(archive / INCIDENT).ok
+
+
+EARLIER_ATTEMPT = """
+import os, sys
+from veerunbook.actions import Action, Guard, Outcome, Verification, perform
+from veerunbook.session import begin
+
+incident, archive, ip, timeout_s, confirmed = sys.argv[1:]
+session = begin("block-test", incident=incident, target="svc", archive=archive)
+
+def die() -> Outcome:
+    os._exit(9)
+
+action = Action(
+    name="block-ip",
+    intent=f"Block {ip}, the source of the failed logins.",
+    params={"ip": ip},
+    read_state=lambda: {"blocked": []} if confirmed == "yes" else die(),
+    execute=die,
+    verify=lambda before, after, outcome: Verification(True, ""),
+    timeout_s=float(timeout_s),
+)
+perform(session, Guard(incident, confirmed == "yes"), action)
+"""
+
+
+def kill_earlier_attempt(
+    archive: Path, *, timeout_s: float = 600, confirmed: bool = True, ip: str = ADDRESS
+) -> str:
+    """Run an attempt of block-ip in another process that dies during the change.
+
+    An unconfirmed attempt dies while it reads the state. Returns its run id.
+    """
+    argv = [INCIDENT, str(archive), ip, str(timeout_s), "yes" if confirmed else "no"]
+    process = subprocess.run(
+        [sys.executable, "-c", EARLIER_ATTEMPT, *argv],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 9, process.stderr[-2000:]
+    run: str = action_events(archive)[-1]["run"]
+    return run
+
+
+def single_address_action(service: BlockListService) -> Action:
+    return block_action(service, params={"ip": ADDRESS})
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def test_intent_records_timeout(session: Session, service: BlockListService) -> None:
+    perform(session, confirmed(), block_action(service, timeout_s=42.0))
+    perform(session, confirmed(), block_action(service))
+    intents = [e for e in session.run.actions if e["mode"] == "intent"]
+    assert intents[0]["timeout_s"] == 42.0
+    assert intents[1]["timeout_s"] == 600.0
+
+
+def test_unfinished_attempt_refused_while_running(
+    session: Session, service: BlockListService, archive: Path
+) -> None:
+    earlier = kill_earlier_attempt(archive)
+    executing = [
+        event
+        for event in Journal(archive / INCIDENT).events()
+        if event["event"] == "note" and event.get("action") == "block-ip"
+    ]
+    started = datetime.fromisoformat(executing[0]["time"])
+    until = started + timedelta(seconds=600)
+    result = perform(session, confirmed(), single_address_action(service))
+    assert result.mode == "refused"
+    assert f"an earlier attempt in run {earlier}, " in result.detail
+    assert f"started {utc_text(started)}, did not record its end" in result.detail
+    assert f"may still be running until {utc_text(until)}" in result.detail
+    assert service.changes == 0
+
+
+def test_unfinished_attempt_noted_after_timeout(
+    session: Session, service: BlockListService, archive: Path
+) -> None:
+    earlier = kill_earlier_attempt(archive, timeout_s=0.001)
+    result = perform(session, confirmed(), single_address_action(service))
+    assert result.mode == "executed"
+    assert f"An earlier attempt in run {earlier} (started " in result.detail
+    assert result.detail.endswith(") did not record its end.")
+    assert service.blocked == [ADDRESS]
+
+
+def test_unfinished_attempt_but_already_done(
+    session: Session, service: BlockListService, archive: Path
+) -> None:
+    kill_earlier_attempt(archive)
+    service.blocked.append(ADDRESS)
+    result = perform(session, confirmed(), single_address_action(service))
+    assert result.mode == "already-done"
+    assert service.changes == 0
+
+
+def test_unfinished_attempt_in_dry_run_refused(
+    session: Session, service: BlockListService, archive: Path
+) -> None:
+    earlier = kill_earlier_attempt(archive)
+    result = perform(session, Guard(INCIDENT, False), single_address_action(service))
+    assert result.mode == "refused"
+    assert f"run {earlier}" in result.detail
+
+
+def test_unconfirmed_attempt_not_reported(
+    session: Session, service: BlockListService, archive: Path
+) -> None:
+    kill_earlier_attempt(archive, confirmed=False)
+    result = perform(session, confirmed(), single_address_action(service))
+    assert result.mode == "executed"
+    assert "earlier attempt" not in result.detail
+
+
+def test_attempt_with_other_params_not_reported(
+    session: Session, service: BlockListService, archive: Path
+) -> None:
+    kill_earlier_attempt(archive, ip="198.51.100.9")
+    result = perform(session, confirmed(), single_address_action(service))
+    assert result.mode == "executed"
+    assert "earlier attempt" not in result.detail
+
+
+def test_ended_attempt_not_reported(
+    session: Session, service: BlockListService
+) -> None:
+    refused = Precondition("maintenance window", False, "outside the window")
+    first = single_address_action(service)
+    first.preconditions = [lambda: refused]
+    perform(session, confirmed(), first)
+    result = perform(session, confirmed(), single_address_action(service))
+    assert result.mode == "executed"
+    assert "earlier attempt" not in result.detail
 
 
 def test_actions_frame_rows(session: Session, service: BlockListService) -> None:

@@ -10,9 +10,12 @@ under a ``Guard`` in this order and journals every step as an ``action`` event:
 2. the preconditions in order; the first that fails ends it as ``refused``;
 3. the state before; when ``already_done`` finds the change made, it ends as
    ``already-done`` and nothing runs;
-4. without confirmation it ends as ``dry-run``, saying what it would do and how to
+4. an earlier attempt of the same action in this incident that never recorded its
+   end (see ``veerunbook.action_attempts``): while it may still be running, it ends
+   as ``refused``; after that, every end detail names it;
+5. without confirmation it ends as ``dry-run``, saying what it would do and how to
    confirm;
-5. the change, the state after and the verification: ``executed`` when the change
+6. the change, the state after and the verification: ``executed`` when the change
    and the verification succeed, else ``failed``.
 
 A run is confirmed only when its ``confirm`` parameter equals its incident id
@@ -28,8 +31,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from veerunbook.action_attempts import (
+    DEFAULT_TIMEOUT_S,
+    running_refusal,
+    unfinished_attempts,
+    unfinished_note,
+)
 from veerunbook.params import CONFIRM_PARAM, looks_secret
 from veerunbook.redact import MASK, Redactor
 
@@ -124,6 +134,9 @@ class Action:
     changes, ``execute`` makes the change, and ``verify`` compares the state before
     and after with the outcome. ``already_done`` returns True when the state before
     shows the change made already, which makes a second run harmless.
+    ``timeout_s`` is the longest the change may run, in seconds (None means
+    ``DEFAULT_TIMEOUT_S``, 10 minutes). ``perform`` does not enforce it, but records it
+    with the intent, so a later run knows how long an unfinished attempt may last.
     """
 
     name: str
@@ -134,6 +147,7 @@ class Action:
     verify: Callable[[State, State, Outcome], Verification]
     preconditions: Sequence[Callable[[], Precondition]] = ()
     already_done: Callable[[State], bool] | None = None
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -183,12 +197,16 @@ def perform(session: Session, guard: Guard, action: Action) -> ActionResult:
     step = _Step(session, action)
 
     # The intent goes on record before any callable of the action runs.
-    step.journal(
+    intent = step.journal(
         "intent",
         intent=action.intent,
         params=_masked_params(action.params, session.redactor),
         confirmed=guard.confirmed,
+        timeout_s=action.timeout_s or DEFAULT_TIMEOUT_S,
     )
+    run = session.run
+    attempts = unfinished_attempts(run.journal.path, intent, run.run_id)
+    step.note = unfinished_note(attempts)
     refusal = step.first_failed_precondition()
     if refusal is not None:
         return step.end("refused", refusal)
@@ -199,6 +217,10 @@ def perform(session: Session, guard: Guard, action: Action) -> ActionResult:
     if step.already_done(before):
         detail = "the target is in the intended state already; nothing was run"
         return step.end("already-done", detail, before=before)
+    running = running_refusal(attempts, datetime.now(UTC))
+    if running is not None:
+        step.note = ""
+        return step.end("refused", running, before=before)
     if not guard.confirmed:
         detail = (
             f"Nothing was changed. It would: {action.intent} To carry it out, run "
@@ -215,9 +237,11 @@ class _Step:
         self.session = session
         self.action = action
         self.redactor = session.redactor
+        # A sentence about unfinished earlier attempts, added to the end's detail.
+        self.note = ""
 
-    def journal(self, mode: str, **fields: Any) -> None:
-        self.session.run.action(self.action.name, mode, **fields)
+    def journal(self, mode: str, **fields: Any) -> dict[str, Any]:
+        return self.session.run.action(self.action.name, mode, **fields)
 
     def first_failed_precondition(self) -> str | None:
         for check in self.action.preconditions:
@@ -294,6 +318,8 @@ class _Step:
         outcome: Outcome | None = None,
     ) -> ActionResult:
         mask = self.redactor.mask_obj
+        if self.note:
+            detail = f"{detail.rstrip('.')}. {self.note}"
         result = ActionResult(
             self.action.name,
             mode,
