@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from veerunbook.cli import main
 from veerunbook.errors import ParameterError, UsageError
+from veerunbook.paramformats import FORMATS, check_format
 from veerunbook.params import (
     ParamSpec,
     read_parameters,
@@ -399,3 +401,142 @@ def test_api_nan_rejected(typed_specs: list[ParamSpec]) -> None:
 def test_api_string_for_bool_rejected(typed_specs: list[ParamSpec]) -> None:
     with pytest.raises(ParameterError, match="'allow_restart' from the caller"):
         validate_values(typed_specs, {"allow_restart": "false"})
+
+
+# Value formats: "{name}" at the end of a text parameter's help
+
+
+def _format_specs(help_text: str, default: str = "") -> list[ParamSpec]:
+    return read_parameters(_notebook(f"value: str = {default!r}  # {help_text}"))
+
+
+def test_format_read_from_help() -> None:
+    (spec,) = _format_specs("version to roll back to {version}")
+    assert spec.format == "version"
+
+
+def test_no_format_without_braces() -> None:
+    (spec,) = _format_specs("version to roll back to")
+    assert spec.format is None
+
+
+def test_unknown_format_rejected() -> None:
+    with pytest.raises(UsageError, match=r"unknown format \{semver\}; use one of"):
+        _format_specs("version {semver}")
+
+
+def test_format_on_number_rejected() -> None:
+    with pytest.raises(UsageError, match=r"format \{version\} but the type int"):
+        read_parameters(_notebook("value: int = 1  # count {version}"))
+
+
+def test_invalid_default_rejected() -> None:
+    with pytest.raises(ParameterError, match="from the parameters cell"):
+        _format_specs("version {version}", default="a b")
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_empty_value_passes_format(name: str) -> None:
+    assert check_format(name, "") is None
+
+
+VALID_FORMATTED = [
+    ("addresses", "203.0.113.7"),
+    ("addresses", "203.0.113.7, 198.51.100.0/24,2001:db8::/64"),
+    ("version", "1.4.2"),
+    ("version", "v2.0.0-rc.1+build.7"),
+    ("backup-name", "baseline_20260301.sqlite"),
+    ("utc-time", "2026-03-01T12:00:00Z"),
+    ("utc-time", "2026-03-01T13:00:00+01:00"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), VALID_FORMATTED)
+def test_valid_value_passes_format(name: str, value: str) -> None:
+    assert check_format(name, value) is None
+
+
+INVALID_FORMATTED = [
+    ("addresses", "not-an-ip", "invalid address 'not-an-ip'"),
+    ("addresses", "203.0.113.7,host.example", "invalid address 'host.example'"),
+    ("addresses", "203.0.113.1/24", "has host bits set; write 203.0.113.0/24"),
+    ("addresses", " , ", "contains no address"),
+    ("version", "a b", "invalid version 'a b'"),
+    ("version", "$(id)", "invalid version '$(id)'"),
+    ("version", "-1.0", "invalid version '-1.0'"),
+    ("backup-name", "../../etc/passwd", "invalid backup name '../../etc/passwd'"),
+    ("backup-name", ".hidden", "invalid backup name '.hidden'"),
+    ("backup-name", "b" * 65, "invalid backup name 'bbbb"),
+    ("utc-time", "yesterday", "invalid time 'yesterday'"),
+    ("utc-time", "2026-03-01T12:00", "has no time zone"),
+    ("utc-time", "2026-03-01", "has no time zone"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), INVALID_FORMATTED)
+def test_invalid_value_fails_format(name: str, value: str, problem: str) -> None:
+    found = check_format(name, value)
+    assert found is not None
+    assert problem in found
+
+
+def test_long_value_shortened_in_message() -> None:
+    found = check_format("version", "v" * 5000)
+    assert found is not None
+    assert len(found) < 200
+
+
+def test_format_checked_in_yaml_file(tmp_path: Path) -> None:
+    specs = _format_specs("version {version}")
+    path = _yaml(tmp_path, "value: 'a b'")
+    with pytest.raises(ParameterError, match=r"'value' from -f .*invalid version"):
+        resolve_parameters(specs, [], [path])
+
+
+def test_format_checked_for_api_values() -> None:
+    specs = _format_specs("version {version}")
+    with pytest.raises(ParameterError, match="'value' from the caller"):
+        validate_values(specs, {"value": "a b"})
+
+
+# Bad values of the changing procedures: exit 2, one line, nothing written.
+BAD_PROCEDURE_VALUES = [
+    ("database-rollback", "backup", "../../etc/passwd"),
+    ("database-rollback", "corrupted_since", "yesterday"),
+    ("security-incident", "block", "not-an-ip"),
+    ("application-rollback", "version", "a b"),
+]
+
+
+@pytest.mark.parametrize(("procedure", "name", "value"), BAD_PROCEDURE_VALUES)
+def test_cli_bad_value_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    procedure: str,
+    name: str,
+    value: str,
+) -> None:
+    archive = tmp_path / "archive"
+    argv = ["run", procedure, "--target", "demo:healthy", "--incident", "INC-P1"]
+    argv += ["--archive", str(archive), "-p", name, value]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert f"parameter {name!r} from -p" in err
+    assert repr(value) in err
+    assert list(archive.rglob("*")) == []
+
+
+@pytest.mark.parametrize(
+    ("procedure", "line"),
+    [
+        ("database-rollback", "{utc-time}     ISO 8601 time with Z or an offset"),
+        ("security-incident", "{addresses}  IPv4 or IPv6 addresses or CIDR ranges"),
+    ],
+)
+def test_cli_show_prints_formats(
+    capsys: pytest.CaptureFixture[str], procedure: str, line: str
+) -> None:
+    assert main(["show", procedure]) == 0
+    assert line in capsys.readouterr().out

@@ -100,7 +100,22 @@ def _show(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
         print(
             f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {text}"
         )
+    _show_formats([spec.format for spec in specs if spec.format])
     return 0
+
+
+def _show_formats(names: list[str]) -> None:
+    """Print what each value format named in the help texts accepts."""
+    from veerunbook.paramformats import FORMATS
+
+    if not names:
+        return
+    unique = list(dict.fromkeys(names))
+    width = max(len(name) for name in unique) + 2
+    print()
+    print("formats (an empty value always passes):")
+    for name in unique:
+        print(f"  {{{name}}}".ljust(width + 4) + FORMATS[name].description)
 
 
 def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:

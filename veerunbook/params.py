@@ -24,7 +24,10 @@ float. ``-p`` overrides ``-f`` for the same name, and a later file overrides an
 earlier one.
 
 A number's help text may end with its allowed range, ``[low..high]``, and either end
-may be left open. Values outside the range are rejected like a wrong type.
+may be left open. A text parameter's help text may end with a value format,
+``{name}``, from ``veerunbook.paramformats``, such as ``{version}``. Values outside
+the range or not in the format are rejected like a wrong type, except that the empty
+string always passes a format.
 
 Names that look like credentials and URLs with a password are rejected before any
 other check, without echoing the value, because secrets belong in the environment
@@ -43,6 +46,7 @@ from typing import Any
 import yaml
 
 from veerunbook.errors import ParameterError, UsageError
+from veerunbook.paramformats import FORMATS, check_format
 from veerunbook.paramtypes import (
     CLI,
     ParamType,
@@ -111,8 +115,25 @@ class ParamSpec:
                 f"its range {shown}; give a value within it."
             )
 
+    @property
+    def format(self) -> str | None:
+        """The name of the ``{format}`` the help text ends with, if any."""
+        match = _FORMAT.search(self.help)
+        return None if match is None else match.group("format")
 
-# A help text may end with a range for a number, e.g. "# seconds [1..3600]".
+    def check_format(self, value: Any, origin: str) -> None:
+        """Raise ParameterError when a text value is not in the declared format."""
+        name = self.format
+        if name is None or not isinstance(value, str):
+            return
+        problem = check_format(name, value)
+        if problem is not None:
+            raise ParameterError(f"parameter {self.name!r} from {origin}: {problem}.")
+
+
+# A help text may end with a range for a number, e.g. "# seconds [1..3600]", or with a
+# format for text, e.g. "# version to roll back to {version}".
+_FORMAT = re.compile(r"\{(?P<format>[a-z][a-z0-9-]*)\}\s*$")
 _RANGE = re.compile(r"\[(?P<low>-?[0-9.]+)?\.\.(?P<high>-?[0-9.]+)?\]\s*$")
 
 
@@ -175,10 +196,31 @@ def read_parameters(nb: Mapping[str, Any]) -> list[ParamSpec]:
     source = cells[0].get("source", "")
     if isinstance(source, list):
         source = "".join(source)
-    return [
+    specs = [
         ParamSpec(name, ptype, default, help_text)
         for name, ptype, default, help_text in read_parameter_cell(source)
     ]
+    for spec in specs:
+        _check_declared_format(spec)
+    return specs
+
+
+def _check_declared_format(spec: ParamSpec) -> None:
+    """Raise UsageError for an unknown format, or one on a parameter not of text."""
+    name = spec.format
+    if name is None:
+        return
+    if name not in FORMATS:
+        raise UsageError(
+            f"the help text of parameter {spec.name!r} ends with the unknown format "
+            f"{{{name}}}; use one of {', '.join(sorted(FORMATS))}."
+        )
+    if spec.type.base is not str:
+        raise UsageError(
+            f"parameter {spec.name!r} has the format {{{name}}} but the type "
+            f"{spec.type}; give formats to str parameters only."
+        )
+    spec.check_format(spec.default, "the parameters cell")
 
 
 def resolve_parameters(
@@ -212,7 +254,9 @@ def resolve_parameters(
         spec = _known_spec(by_name, name)
         resolved.assign(name, convert_text(spec.type, name, text), CLI)
     for name, value in resolved.items():
-        by_name[name].check_range(value, resolved.provenance()[name]["source"])
+        origin = resolved.provenance()[name]["source"]
+        by_name[name].check_range(value, origin)
+        by_name[name].check_format(value, origin)
     return resolved
 
 
@@ -232,6 +276,7 @@ def validate_values(
         spec = _known_spec(by_name, name)
         checked[name] = check_value(spec.type, name, value, "the caller")
         spec.check_range(checked[name], "the caller")
+        spec.check_format(checked[name], "the caller")
     return checked
 
 
