@@ -494,3 +494,14 @@ def test_cli_confirm_check_exits_2(
     assert message in errors[0]
     assert not archive.exists()
     assert state.read_text() == "original"
+
+
+def test_declared_status_sets_exit(archive: Path) -> None:
+    outcome = _run("declares_ok", archive)
+    assert outcome.status == "ok"
+    assert outcome.exit_code == 0
+    assert outcome.counts == {"pass": 1, "warn": 0, "fail": 1, "error": 0, "skip": 0}
+    journal = archive / "INC-TEST" / "journal.jsonl"
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    notes = [event for event in events if event.get("end_status") == "ok"]
+    assert len(notes) == 1

@@ -171,9 +171,9 @@ def run_procedure(
             )
 
             # Decide the status, then archive the notebook and log masked.
-            counts = _count_checks(run)
+            counts, declared = _count_checks(run)
             aborted = interrupted and not guard.timed_out
-            status = _status(assessment.completed, aborted, counts)
+            status = _status(assessment.completed, aborted, counts, declared)
             duration = round(time.monotonic() - run.clock, 3)
             provenance = {"status": status, "duration_s": duration}
             annotate(nb, assessment, _provenance(run, sources) | provenance)
@@ -275,16 +275,29 @@ def _load_output(result: ExecutionResult, found: Procedure) -> dict[str, Any]:
     return nb
 
 
-def _count_checks(run: _Run) -> dict[str, int]:
-    """Count the checks that the notebook journaled for this run, by status."""
+def _count_checks(run: _Run) -> tuple[dict[str, int], str | None]:
+    """Count the checks that the notebook journaled for this run, by status.
+
+    Also return the status the procedure set over the checks' verdict, if any (see
+    ``RunContext.finish``).
+    """
     counts = dict.fromkeys(CHECK_STATUSES, 0)
+    declared = None
     path = run.journal.incident_dir / JOURNAL_FILE
     for event in readable_events(path):
-        if event.get("event") == "check" and event.get("run") == run.run_id:
+        if event.get("run") != run.run_id:
+            continue
+        if event.get("event") == "check":
             status = event.get("status")
             if status in counts:
                 counts[status] += 1
-    return counts
+        elif event.get("event") == "note" and event.get("end_status") in _DECLARABLE:
+            declared = str(event["end_status"])
+    return counts, declared
+
+
+# A procedure may judge its own end state, but only a completed run is ok or findings.
+_DECLARABLE = ("ok", "findings")
 
 
 PRIVATE_PREFIX = "veerunbook-"
@@ -322,11 +335,15 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def _status(completed: bool, aborted: bool, counts: Mapping[str, int]) -> str:
+def _status(
+    completed: bool, aborted: bool, counts: Mapping[str, int], declared: str | None
+) -> str:
     if aborted:
         return "aborted"
     if not completed:
         return "failed"
+    if declared is not None:
+        return declared
     if any(counts[name] for name in FAILING_STATUSES):
         return "findings"
     return "ok"
