@@ -12,6 +12,7 @@ bad-deploy ships 1.5.0, whose defect fails about a quarter of authenticated requ
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "application-rollback.ipynb
 INCIDENT = "INC-ROLLBACK"
 # A 6 s watch with a scrape every 2 s: 4 scrapes, 3 intervals.
 SHORT_WATCH = {"monitor_minutes": 0.1, "monitor_interval_seconds": 2.0}
+RATE_BEFORE = "5xx error rate before the rollback"
+RATE_AFTER = "5xx error rate after the rollback"
+P95_AFTER = "user API p95 after the rollback"
+UNDO = (
+    "to undo: deploy the fixed release, or run application-rollback with"
+    " -p version 1.5.0"
+)
 
 
 @dataclass
@@ -76,6 +84,15 @@ class Run:
         return "".join(
             "".join(output["data"].get("text/plain", ""))
             for cell in self.notebook["cells"]
+            for output in cell.get("outputs", [])
+            if output["output_type"] == "execute_result"
+        )
+
+    def last_result(self) -> str:
+        """The plain text of the last cell's result: the summary table."""
+        cell = self.notebook["cells"][-1]
+        return "".join(
+            "".join(output["data"].get("text/plain", ""))
             for output in cell.get("outputs", [])
             if output["output_type"] == "execute_result"
         )
@@ -212,17 +229,37 @@ def test_dry_run_banner(bad_deploy: Sequence) -> None:
 
 
 def test_dry_run_watch_skipped(bad_deploy: Sequence) -> None:
-    watch = bad_deploy.dry.check("after the rollback")
-    assert watch["status"] == "skip"
-    assert watch["summary"] == "no watch: the rollback was not carried out (dry-run)"
-    assert "the baseline before it: 5xx " in bad_deploy.dry.results()
+    for name in (RATE_AFTER, P95_AFTER):
+        watch = bad_deploy.dry.check(name)
+        assert watch["status"] == "skip"
+        assert watch["summary"] == (
+            "no watch: the rollback was not carried out (dry-run)"
+        )
+    assert "The baseline before it: 5xx " in bad_deploy.dry.results()
+
+
+def test_dry_run_names_watch(bad_deploy: Sequence) -> None:
+    # The default monitor_minutes: a confirmed run lasts that much longer.
+    assert (
+        "a confirmed run watches for 15 min (monitor_minutes) after the rollback"
+        in bad_deploy.dry.results()
+    )
 
 
 def test_dry_run_diagnosis(bad_deploy: Sequence) -> None:
     assert bad_deploy.dry.field("diagnosis") == (
         "the errors started with 1.5.0; would roll back to 1.4.2 (chosen by"
-        f" evidence); dry-run, nothing was changed: run with -p confirm {INCIDENT}"
+        f" evidence); dry-run, nothing was changed: run with -p confirm {INCIDENT},"
+        " which then watches for 15 min"
     )
+
+
+def test_dry_run_no_undo(bad_deploy: Sequence) -> None:
+    assert "to undo:" not in bad_deploy.dry.stream()
+
+
+def test_dry_run_verdict_findings(bad_deploy: Sequence) -> None:
+    assert "verdict: findings" in bad_deploy.dry.stream()
 
 
 def test_dry_run_rollback_ranked(bad_deploy: Sequence) -> None:
@@ -231,13 +268,17 @@ def test_dry_run_rollback_ranked(bad_deploy: Sequence) -> None:
 
 def test_dry_run_findings(bad_deploy: Sequence) -> None:
     # About a quarter of authenticated requests fail: above the 5 % alert line.
-    assert bad_deploy.dry.check("5xx error rate")["status"] == "fail"
+    assert bad_deploy.dry.check(RATE_BEFORE)["status"] == "fail"
     assert bad_deploy.dry.outcome.exit_code == 1
+
+
+def test_baseline_p95_named_before(bad_deploy: Sequence) -> None:
+    assert bad_deploy.dry.check("user API p95 before the rollback")["unit"] == "ms"
 
 
 def test_baseline_rate_from_counts(bad_deploy: Sequence) -> None:
     # The observed percent is 5xx / requests of the evidence, rounded to 3 places.
-    rate = bad_deploy.dry.check("5xx error rate")
+    rate = bad_deploy.dry.check(RATE_BEFORE)
     evidence = rate["evidence"]
     expected = round(evidence["errors"] / evidence["requests"] * 100, 3)
     assert rate["observed"] == expected
@@ -313,13 +354,48 @@ def test_confirmed_health_version(bad_deploy: Sequence) -> None:
 
 
 def test_confirmed_watch_held(bad_deploy: Sequence) -> None:
-    watch = bad_deploy.confirmed.check("after the rollback")
+    watch = bad_deploy.confirmed.check(RATE_AFTER)
     assert watch["status"] == "pass"
-    assert watch["observed"] == "held"
+    assert watch["unit"] == "%"
     figures = watch["evidence"]
     assert figures["requests"] > 0
     assert figures["rate"] < 0.01
     assert figures["rate"] == figures["errors"] / figures["requests"]
+    assert watch["observed"] == round(figures["rate"] * 100, 2)
+
+
+def test_confirmed_watch_p95(bad_deploy: Sequence) -> None:
+    watch = bad_deploy.confirmed.check(P95_AFTER)
+    assert watch["status"] == "pass"
+    assert watch["observed"] < 2000
+    assert watch["observed"] == watch["evidence"]["p95_ms"]
+
+
+def test_confirmed_watch_note(bad_deploy: Sequence) -> None:
+    assert bad_deploy.confirmed.field("watch") == "held"
+
+
+def test_confirmed_ends_ok(bad_deploy: Sequence) -> None:
+    # The baseline fails, but the rollback held: the notebook closes the run ok.
+    assert bad_deploy.confirmed.check(RATE_BEFORE)["status"] == "fail"
+    assert "verdict: ok" in bad_deploy.confirmed.stream()
+
+
+def test_confirmed_undo_line(bad_deploy: Sequence) -> None:
+    assert UNDO in bad_deploy.confirmed.stream().splitlines()
+    assert bad_deploy.confirmed.field("undo") == UNDO
+
+
+def test_confirmed_detail_punctuation(bad_deploy: Sequence) -> None:
+    detail = bad_deploy.confirmed.actions()[-1]["detail"]
+    assert ": Rolled back from 1.5.0 to 1.4.2; verification: " in detail
+
+
+def test_summary_table_no_nan(bad_deploy: Sequence) -> None:
+    table = bad_deploy.confirmed.last_result()
+    assert "git history" in table
+    assert "NaN" not in table
+    assert "None" not in table
 
 
 def test_confirmed_sample_lines(bad_deploy: Sequence) -> None:
@@ -335,7 +411,10 @@ def test_confirmed_sample_lines(bad_deploy: Sequence) -> None:
 
 def test_confirmed_diagnosis(bad_deploy: Sequence) -> None:
     diagnosis = bad_deploy.confirmed.field("diagnosis")
-    assert diagnosis.startswith("rolled back from 1.5.0 to 1.4.2; watch: held (5xx ")
+    pattern = (
+        r"rolled back from 1\.5\.0 to 1\.4\.2; held: 5xx 0\.0 %, p95 \d+ ms over \d s"
+    )
+    assert re.fullmatch(pattern, diagnosis), diagnosis
 
 
 def test_confirmed_plot_drawn(bad_deploy: Sequence) -> None:
@@ -354,10 +433,14 @@ def test_again_state_unchanged(bad_deploy: Sequence) -> None:
 
 
 def test_again_watch_skipped(bad_deploy: Sequence) -> None:
-    watch = bad_deploy.again.check("after the rollback")
-    assert watch["summary"] == (
-        "no watch: the rollback was not carried out (already-done)"
-    )
+    for name in (RATE_AFTER, P95_AFTER):
+        assert bad_deploy.again.check(name)["summary"] == (
+            "no watch: the rollback was not carried out (already-done)"
+        )
+
+
+def test_again_no_undo(bad_deploy: Sequence) -> None:
+    assert "to undo:" not in bad_deploy.again.stream()
 
 
 def test_again_diagnosis(bad_deploy: Sequence) -> None:

@@ -486,9 +486,29 @@ def test_timeline_rows() -> None:
         "5xx (%)",
         "p95 (ms)",
     ]
-    assert table["requests"].tolist() == [100.0, 100.0]
+    assert table["requests"].tolist() == [100, 100]
     assert table["5xx (%)"].tolist() == [10.0, 0.0]
     assert table["p95 (ms)"].tolist() == [750.0, 95.0]
+
+
+def test_timeline_whole_counts() -> None:
+    series = [
+        sample(0, exposition(0, 0, EMPTY)),
+        sample(9.962442, exposition(90, 10, FIRST)),
+    ]
+    table = timeline(series)
+    assert table["seconds"].tolist() == [9.96]
+    assert "100.0" not in table[["requests", "5xx"]].to_string()
+
+
+def test_figures_brief_minutes() -> None:
+    found = Figures(60.2, 1141, 0, 0.0, 120.0)
+    assert found.brief() == "5xx 0.0 %, p95 120 ms over 1 min"
+
+
+def test_figures_brief_seconds() -> None:
+    found = Figures(45.0, 100, 0, 0.0, None)
+    assert found.brief() == "5xx 0.0 %, no p95 over 45 s"
 
 
 def test_reporter_one_line_each() -> None:
@@ -521,13 +541,38 @@ def test_plot_alert_lines() -> None:
     labels = {line.get_label() for line in rates.get_lines()}
     assert "warning alert line: 1 % for 5 min" in labels
     assert "critical alert line: 5 % for 2 min" in labels
-    assert "rollback" in labels
+    assert "rollback at 12:00:00 UTC" in labels
     latency_labels = {line.get_label() for line in latency.get_lines()}
     assert "warning alert line: 2000 ms for 5 min" in latency_labels
     assert "information alert line: 1500 ms for 15 min" in latency_labels
     assert rates.get_title() == "after the rollback"
     assert latency.get_xlabel() == "time (UTC)"
     assert latency.get_ylabel() == "p95 latency (ms)"
+
+
+def test_plot_baseline_and_watch() -> None:
+    baseline = [
+        sample(0, exposition(0, 0, EMPTY)),
+        sample(10, exposition(90, 10, FIRST)),
+    ]
+    watch = [
+        sample(30, exposition(90, 10, FIRST)),
+        sample(40, exposition(190, 10, SECOND)),
+    ]
+    rolled_back = T0 + timedelta(seconds=20)
+    figure = plot_watch(timeline(baseline), "both", rolled_back, timeline(watch))
+    assert figure is not None
+    rates, latency = figure.axes
+    lines = {line.get_label(): line for line in rates.get_lines()}
+    assert lines["5xx before the rollback"].get_ydata().tolist() == [10.0]
+    assert lines["5xx after the rollback"].get_ydata().tolist() == [0.0]
+    assert "rollback at 12:00:20 UTC" in lines
+    legend = [text.get_text() for text in rates.get_legend().get_texts()]
+    assert "5xx before the rollback" in legend
+    assert "5xx after the rollback" in legend
+    p95 = {line.get_label() for line in latency.get_lines()}
+    assert "p95 before the rollback" in p95
+    assert "p95 after the rollback" in p95
 
 
 def test_plot_nothing_without_traffic() -> None:
@@ -629,6 +674,21 @@ def test_failing_command_failed(
     assert "the rollback command exited 4" in result.detail
     assert ": no release 1.4.2;" in result.detail
     assert running["version"] == "1.5.0"
+
+
+def test_command_full_stop_dropped(
+    service: RunningTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VEEFORE_ADMIN_TOKEN", raising=False)
+    command = 'deploy_rollback = "echo Rolled back to {version}."'
+    session = open_session(tmp_path, monkeypatch, service.base_url, command)
+    try:
+        action = rollback_action(session, chosen("1.4.2"), 10.0)
+        result = perform(session, Guard(INCIDENT, True), action)
+    finally:
+        session.close()
+    assert ": Rolled back to 1.4.2;" in result.detail
+    assert ".;" not in result.detail
 
 
 def test_failed_diagnosis_wording(

@@ -28,10 +28,12 @@ from veerunbook.approllback_versions import VersionHistory, read_history
 from veerunbook.approllback_watch import (
     HELD,
     HOLD_SECONDS,
-    NOT_HELD,
     Figures,
     SampleReporter,
+    check_watch,
     figures,
+    skip_watch,
+    suffixed,
     timeline,
     verdict,
 )
@@ -55,10 +57,11 @@ from veerunbook.triage_tables import Nothing, frame, probe_row
 if TYPE_CHECKING:
     import pandas as pd
 
+
 # Scrapes after the first in the baseline: three intervals show whether the rate is
 # steady or changing.
 BASELINE_SAMPLES = 3
-WATCH_CHECK = "after the rollback"
+BASELINE_SUFFIX = "before the rollback"
 
 
 @dataclass
@@ -76,6 +79,8 @@ class ApplicationRollback:
     choice: Choice | None = None
     result: ActionResult | None = None
     rolled_back_at: datetime | None = None
+    healthy: bool = False
+    monitor_minutes: float | None = None
     watch_series: list[Sample] = field(default_factory=list)
     watched: Figures | None = None
     verdict: str | None = None
@@ -106,9 +111,10 @@ class ApplicationRollback:
         done = [sample.scrape for sample in series if sample.scrape is not None]
         if window is None or len(done) < 2:
             return Nothing("no baseline: fewer than two metrics scrapes succeeded")
-        check_error_rate(self.session.run, window)
+        before = suffixed(self.session.run, BASELINE_SUFFIX)
+        check_error_rate(before, window)
         report = metrics.latency_quantiles(done[0], done[-1], quantiles=(0.95,))
-        check_user_p95(self.session.run, report, done[0], done[-1])
+        check_user_p95(before, report, done[0], done[-1])
         self.baseline = figures(series)
         if self.baseline is not None:
             print(f"baseline: {self.baseline.text()}")
@@ -187,9 +193,16 @@ class ApplicationRollback:
         choice = self.choice or Choice(None, "", "no version was chosen", "skip")
         action = rollback_action(self.session, choice, timeout_seconds)
         self.result = perform(self.session, self.guard, action)
+        print(f"{self.result.mode}: {self.result.detail}")
         if self.result.mode == "executed":
             self.rolled_back_at = datetime.now(UTC)
-        print(f"{self.result.mode}: {self.result.detail}")
+            before = (self.result.before or {}).get("version", "the previous version")
+            undo = (
+                "to undo: deploy the fixed release, or run application-rollback"
+                f" with -p version {before}"
+            )
+            print(undo)
+            self.session.run.note(undo, undo=undo)
         return actions_frame([self.result])
 
     # Step 7: health and readiness.
@@ -200,6 +213,7 @@ class ApplicationRollback:
             return Nothing(self.unreachable)
         health = self.session.probe("health")
         readiness = self.session.probe("readyz")
+        self.healthy = health.status == "pass" and readiness.status == "pass"
         mode = self.result.mode if self.result else None
         body = health.json
         reported = body.get("version") if isinstance(body, dict) else None
@@ -207,6 +221,7 @@ class ApplicationRollback:
             reported = clipped(str(reported))
         if mode in ("executed", "already-done") and self.choice and self.choice.version:
             version = self.choice.version
+            self.healthy = self.healthy and reported == version
             self.session.run.check(
                 "running version",
                 "pass" if reported == version else "fail",
@@ -223,12 +238,18 @@ class ApplicationRollback:
         self, minutes: float, interval_seconds: float
     ) -> pd.DataFrame | Nothing:
         """Watch the 5xx rate and p95 after an executed rollback, one line a sample."""
+        self.monitor_minutes = minutes
         mode = self.result.mode if self.result else "not run"
         if mode != "executed":
             reason = f"no watch: the rollback was not carried out ({mode})"
             baseline = self.baseline.text() if self.baseline else "no baseline"
-            self.session.run.check(WATCH_CHECK, "skip", summary=reason)
-            return Nothing(f"{reason}; the baseline before it: {baseline}")
+            skip_watch(self.session.run, reason)
+            if mode == "dry-run":
+                reason += (
+                    f"; a confirmed run watches for {minutes:g} min"
+                    " (monitor_minutes) after the rollback"
+                )
+            return Nothing(f"{reason}. The baseline before it: {baseline}")
         samples = max(1, round(minutes * 60 / interval_seconds))
         fetch = SampleReporter(
             session_fetch(self.session, record=False), samples + 1, print
@@ -238,33 +259,26 @@ class ApplicationRollback:
         )
         self.watched = figures(self.watch_series, HOLD_SECONDS)
         self.verdict, reason = verdict(self.watched)
-        status = {HELD: "pass", NOT_HELD: "fail"}.get(self.verdict, "warn")
-        self.session.run.check(
-            WATCH_CHECK,
-            status,
-            observed=self.verdict,
-            expected="5xx below 1 % and p95 below 2000 ms over the last 5 min"
-            " of the watch, or all of a shorter one",
-            evidence=self.watched.to_dict() if self.watched else None,
-            summary=f"{self.verdict}: {reason}",
-        )
-        print(f"verdict: {self.verdict}: {reason}")
+        check_watch(self.session.run, self.watched)
+        self.session.run.note(f"watch: {self.verdict}: {reason}", watch=self.verdict)
+        print(f"watch: {self.verdict}: {reason}")
         return timeline(self.watch_series)
 
     def plot(self) -> Any:
-        """Plot the watch, or the baseline when the watch did not run."""
+        """Plot the baseline and the watch on one time axis, or the baseline alone."""
         from veerunbook.approllback_plot import plot_watch
 
-        if self.watch_series:
-            title = (
-                f"after the rollback to {self.choice.version if self.choice else '?'}"
-            )
-            return plot_watch(timeline(self.watch_series), title, self.rolled_back_at)
         if self.unreachable is not None:
             print(f"nothing to plot: {self.unreachable}")
             return None
+        baseline = timeline(self.baseline_series)
+        if self.watch_series:
+            version = self.choice.version if self.choice else "?"
+            title = f"before and after the rollback to {version}"
+            watch = timeline(self.watch_series)
+            return plot_watch(baseline, title, self.rolled_back_at, watch)
         title = "baseline before any change (the watch did not run)"
-        return plot_watch(timeline(self.baseline_series), title)
+        return plot_watch(baseline, title)
 
     # Step 9: options, diagnosis and summary.
     def recovery_options(self) -> pd.DataFrame:
@@ -281,12 +295,23 @@ class ApplicationRollback:
         self.session.run.note(f"diagnosis: {text}", diagnosis=text)
         return text
 
+    def end_status(self) -> str | None:
+        """Return "ok" when the incident is fixed, else None for the run's verdict.
+
+        Fixed means: the rollback was executed and verified, /health and /readyz
+        pass with the chosen version, and the watch held. The failed checks of the
+        baseline then describe the incident, not the end state.
+        """
+        result = self.result
+        if result is None or result.mode != "executed":
+            return None
+        verified = result.verification is not None and result.verification.ok
+        if verified and self.healthy and self.verdict == HELD:
+            return "ok"
+        return None
+
     def summary(self) -> pd.DataFrame:
         """Return every check of the run as a table, worst first."""
-        checks = self.session.run.checks_frame()
-        if checks.empty:
-            return checks
-        order = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
-        checks = checks.assign(_order=checks["status"].map(order))
-        checks = checks.sort_values(["_order", "time"]).drop(columns="_order")
-        return checks.reset_index(drop=True)
+        from veerunbook.approllback_report import checks_table
+
+        return checks_table(self.session.run)

@@ -137,7 +137,9 @@ def _executor(
             "stderr": result.stderr[-OUTPUT_KEPT:],
         }
         last = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        message = f": {clipped(last[0], LAST_LINE_CHARS)}" if last else ""
+        # The detail continues after this line, so its own full stop is dropped.
+        line = last[0].rstrip(" .") if last else ""
+        message = f": {clipped(line, LAST_LINE_CHARS)}" if line else ""
         return Outcome(
             result.ok, f"the rollback command {result.summary()}{message}", data
         )

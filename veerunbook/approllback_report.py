@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from veerunbook.approllback import ApplicationRollback
+    from veerunbook.record import RunContext
+
+# The order of the check statuses in the summary table: the worst first.
+STATUS_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 
 
 @dataclass
@@ -50,20 +54,23 @@ def diagnosis(rollback: ApplicationRollback) -> str:
     # A version was chosen: what the action did with it.
     version = choice.version
     if result.mode == "dry-run":
+        minutes = rollback.monitor_minutes
+        watch = "" if minutes is None else f", which then watches for {minutes:g} min"
         return (
             f"{cause}would roll back to {version} (chosen by {choice.by}); dry-run,"
             f" nothing was changed: run with -p confirm {rollback.guard.incident_id}"
+            f"{watch}"
         )
     if result.mode == "already-done":
         now = rollback.baseline.text() if rollback.baseline else "no baseline"
         return f"{version} is running already, so nothing was rolled back; now: {now}"
     if result.mode == "executed":
         before = (result.before or {}).get("version", "?")
-        watched = rollback.watched.text() if rollback.watched else "no figures"
-        return (
-            f"rolled back from {before} to {version}; watch: {rollback.verdict}"
-            f" ({watched})"
-        )
+        if rollback.watched is None:
+            watched = "fewer than two metrics scrapes succeeded"
+        else:
+            watched = rollback.watched.brief()
+        return f"rolled back from {before} to {version}; {rollback.verdict}: {watched}"
     outcome = {"refused": "was refused", "failed": "failed"}.get(
         result.mode, f"ended {result.mode}"
     )
@@ -126,3 +133,15 @@ def _options(rollback: ApplicationRollback) -> list[RecoveryOption]:
         # Errors that outlast the rollback did not come with the release alone.
         options.insert(0, options.pop())
     return options
+
+
+def checks_table(run: RunContext) -> pd.DataFrame:
+    """Tabulate every check of the run, worst first, with "" for a missing value."""
+    checks = run.checks_frame()
+    if checks.empty:
+        return checks
+    checks = checks.assign(_order=checks["status"].map(STATUS_ORDER))
+    checks = checks.sort_values(["_order", "time"]).drop(columns="_order")
+    text = ["observed", "unit", "expected"]
+    checks[text] = checks[text].astype(object).where(checks[text].notna(), "")
+    return checks.reset_index(drop=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from veerunbook import metrics
 from veerunbook.errorrate_text import ERROR_RATE_WARNING
@@ -26,11 +26,13 @@ from veerunbook.metrics_series import (
     window_rate,
 )
 from veerunbook.perf_routes import latency_timeline, to_ms
-from veerunbook.text import counted, percent
+from veerunbook.text import counted, percent, whole
 from veerunbook.triage import P95_FAIL_S
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from veerunbook.record import CheckRecord, RunContext
 
 # The runbook's warning alerts fire after 5 minutes above 1 % 5xx or 2000 ms p95,
 # so the verdict reads the last 5 minutes of the watch.
@@ -40,6 +42,9 @@ HELD_P95_S = P95_FAIL_S
 HELD = "held"
 NOT_HELD = "not held"
 UNKNOWN = "unknown"
+RATE_CHECK = "5xx error rate after the rollback"
+P95_CHECK = "user API p95 after the rollback"
+SPAN = "over the last 5 min of the watch, or all of a shorter one"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,16 @@ class Figures:
             rate = f"5xx {percent(self.rate, 1)} of {requests}"
         p95 = "no p95" if self.p95_ms is None else f"p95 {self._p95()} ms"
         span = "" if self.seconds is None else f" over {self.seconds:.0f} s"
+        return f"{rate}, {p95}{span}"
+
+    def brief(self) -> str:
+        """Describe the figures without counts, such as "5xx 0.0 %, p95 120 ms over
+        1 min"."""
+        rate = (
+            "no user requests" if self.rate is None else f"5xx {percent(self.rate, 1)}"
+        )
+        p95 = "no p95" if self.p95_ms is None else f"p95 {self._p95()} ms"
+        span = "" if self.seconds is None else f" over {duration(self.seconds)}"
         return f"{rate}, {p95}{span}"
 
     def _p95(self) -> str:
@@ -135,11 +150,103 @@ def verdict(found: Figures | None) -> tuple[str, str]:
     return HELD, f"{found.text()}: below 1 % 5xx and 2000 ms p95"
 
 
+class _SuffixedChecks:
+    """A run record that appends a suffix to the name of each check.
+
+    ``check_error_rate`` and ``check_user_p95`` name their checks "5xx error rate"
+    and "user API p95". This procedure measures both figures before and after the
+    rollback, so it journals the baseline as "5xx error rate before the rollback".
+    Only ``check`` is provided, because it is the one method those functions call.
+    """
+
+    def __init__(self, run: RunContext, suffix: str) -> None:
+        self._run = run
+        self._suffix = suffix
+
+    def check(self, name: str, status: str, **fields: Any) -> CheckRecord:
+        return self._run.check(f"{name} {self._suffix}", status, **fields)
+
+
+def suffixed(run: RunContext, suffix: str) -> RunContext:
+    """Return ``run`` as the shared checks see it, each check name with ``suffix``."""
+    return cast("RunContext", _SuffixedChecks(run, suffix))
+
+
+def duration(seconds: float) -> str:
+    """Return a span as "45 s" below a minute, else in minutes: "1 min", "4.5 min"."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{round(seconds / 60, 1):g} min"
+
+
+def check_watch(run: RunContext, found: Figures | None) -> None:
+    """Journal the watch's 5xx rate and p95 as two checks against the held lines."""
+    evidence = found.to_dict() if found else None
+    if found is None:
+        reason = "fewer than two metrics scrapes succeeded"
+        run.check(RATE_CHECK, "warn", expected=f"below 1 % {SPAN}", summary=reason)
+        run.check(P95_CHECK, "warn", expected=f"below 2000 ms {SPAN}", summary=reason)
+        return
+    if found.rate is None:
+        status, summary = "warn", "no user requests during the watch"
+        observed = None
+    else:
+        status = "fail" if found.rate >= HELD_RATE else "pass"
+        requests = counted(whole(found.requests) or 0, "user request")
+        summary = f"{percent(found.rate, 2)} of {requests}"
+        observed = round(found.rate * 100, 2)
+    span = f" over {duration(found.seconds or 0)}"
+    run.check(
+        RATE_CHECK,
+        status,
+        observed=observed,
+        unit="%",
+        expected=f"below 1 % {SPAN}",
+        evidence=evidence,
+        summary=summary + span,
+    )
+    if found.p95_ms is None:
+        p95 = "no p95: no timed user request"
+    else:
+        prefix = "at least " if found.p95_lower_bound else ""
+        p95 = f"p95 {prefix}{found.p95_ms:.0f} ms"
+    run.check(
+        P95_CHECK,
+        _p95_status(found),
+        observed=found.p95_ms,
+        unit="ms",
+        expected=f"below 2000 ms {SPAN}",
+        evidence=evidence,
+        summary=p95 + span,
+    )
+
+
+def skip_watch(run: RunContext, reason: str) -> None:
+    """Journal both checks of the watch as skipped, with the reason."""
+    for name in (RATE_CHECK, P95_CHECK):
+        run.check(name, "skip", summary=reason)
+
+
+def _p95_status(found: Figures) -> str:
+    if found.p95_ms is None:
+        return "warn"
+    if found.p95_ms / 1000 >= HELD_P95_S:
+        return "fail"
+    # A p95 "at least N ms" below the line could still be above it.
+    return "warn" if found.p95_lower_bound else "pass"
+
+
 def timeline(series: list[Sample]) -> pd.DataFrame:
-    """Tabulate each interval: end, seconds, user requests, 5xx, 5xx (%), p95 (ms)."""
+    """Tabulate each interval: end, seconds, user requests, 5xx, 5xx (%), p95 (ms).
+
+    Seconds are rounded to 0.01 s and counts shown as whole numbers.
+    """
     rates = error_rate_series(series)
     latency = latency_timeline(series)
     table = rates[["end", "seconds", "requests", "5xx"]].copy()
+    table["seconds"] = table["seconds"].astype(float).round(2)
+    table["requests"] = table["requests"].map(whole)
+    table["5xx"] = table["5xx"].map(whole)
     table["5xx (%)"] = (rates["rate"].astype(float) * 100).round(2)
     table["p95 (ms)"] = latency["p95 (ms)"].to_numpy()
     return table
