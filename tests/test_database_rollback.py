@@ -52,6 +52,8 @@ ACTIONS = [
     "resume-full",
 ]
 EVIDENCE = "12 payments rows fail validation (checksum mismatch)"
+BEFORE = " before the restore"
+AFTER = " after the restore"
 
 
 @dataclass
@@ -233,7 +235,40 @@ def test_dry_run_diagnosis(dry_run: dict[str, Any]) -> None:
         "db_validate); dry-run: would stop traffic, take emergency backup emergency_"
     )
     assert f"restore {dry_run['baseline']} (made " in diagnosis
-    assert diagnosis.endswith("validate and resume traffic in 3 stages")
+    assert "validate and resume traffic in 3 stages; " in diagnosis
+
+
+def test_dry_run_states_assumption(dry_run: dict[str, Any]) -> None:
+    diagnosis = dry_run["run"].diagnosis()
+    assert "; corruption start assumed: now (" in diagnosis
+    assert "), because corrupted_since is empty; give -p corrupted_since " in diagnosis
+
+
+def test_dry_run_states_backup_age(dry_run: dict[str, Any]) -> None:
+    diagnosis = dry_run["run"].diagnosis()
+    assert f"; backup {dry_run['baseline']} is 0 min old (made " in diagnosis
+
+
+def test_dry_run_states_dropped_rows(dry_run: dict[str, Any]) -> None:
+    diagnosis = dry_run["run"].diagnosis()
+    assert diagnosis.endswith(
+        "; the restore replaces payments 15 live rows vs 15 in the backup (same "
+        "row count, changed rows)"
+    )
+
+
+def test_dry_run_impact_table(dry_run: dict[str, Any]) -> None:
+    [note] = [e for e in dry_run["run"].events if "restore_impact" in e]
+    rows = {row["table"]: row for row in note["restore_impact"]}
+    assert len(rows) == 7
+    assert rows["payments"] == {
+        "table": "payments",
+        "live rows": 15,
+        "backup rows": 15,
+        "restore": "same row count, changed rows",
+    }
+    unchanged = [row for row in rows.values() if row["restore"] == "unchanged"]
+    assert len(unchanged) == 6
 
 
 def test_dry_run_ranks_restore(dry_run: dict[str, Any]) -> None:
@@ -247,9 +282,9 @@ def test_dry_run_ranks_restore(dry_run: dict[str, Any]) -> None:
 
 def test_evidence_checks(dry_run: dict[str, Any]) -> None:
     run = dry_run["run"]
-    [endpoint] = run.checks("data integrity (endpoint)")
-    [command] = run.checks("db_validate command")
-    [own] = run.checks("database integrity check")
+    [endpoint] = run.checks("data integrity (endpoint)" + BEFORE)
+    [command] = run.checks("db_validate command" + BEFORE)
+    [own] = run.checks("database integrity check" + BEFORE)
     assert endpoint["status"] == "fail"
     assert endpoint["summary"] == EVIDENCE
     assert command["status"] == "fail"
@@ -276,15 +311,27 @@ def confirmed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         [emergency] = [p.stem for p in backups.glob("emergency_*.json")]
         manifest = read_manifest(backups, emergency)
         again = _confirmed(folder / "archive", "demo:data-corruption", "INC-DBR-GO")
+        changes_again = difference(after, snapshot(running))
+        live_payments = _payments(running.database_path)
+        # Restoring the emergency backup brings the damage back, so validation fails.
+        undo = _confirmed(
+            folder / "archive",
+            "demo:data-corruption",
+            "INC-DBR-GO",
+            force=True,
+            backup=emergency,
+        )
         yield {
             "run": run,
             "again": again,
+            "undo": undo,
+            "undo_mode": _health(running)["maintenance"]["mode"],
             "before": before,
             "changes": difference(before, after),
-            "changes_again": difference(after, snapshot(running)),
+            "changes_again": changes_again,
             "baseline": baseline,
             "baseline_payments": _payments(backup_file),
-            "live_payments": _payments(running.database_path),
+            "live_payments": live_payments,
             "health": health,
             "integrity": integrity,
             "emergency": manifest,
@@ -347,10 +394,26 @@ def test_confirmed_backup_verified(confirmed: dict[str, Any]) -> None:
 def test_confirmed_validation_passes(confirmed: dict[str, Any]) -> None:
     run = confirmed["run"]
     [tables] = run.checks("tables match the backup")
-    commands = run.checks("db_validate command")
+    [before] = run.checks("db_validate command" + BEFORE)
+    [after] = run.checks("db_validate command" + AFTER)
     assert tables["status"] == "pass"
     assert tables["summary"] == f"7 tables match backup {confirmed['baseline']}"
-    assert [check["status"] for check in commands] == ["fail", "pass"]
+    assert before["status"] == "fail"
+    assert after["status"] == "pass"
+
+
+def test_confirmed_endpoint_checks(confirmed: dict[str, Any]) -> None:
+    run = confirmed["run"]
+    [before] = run.checks("data integrity (endpoint)" + BEFORE)
+    [after] = run.checks("data integrity (endpoint)" + AFTER)
+    assert before["status"] == "fail"
+    assert after["status"] == "pass"
+    assert run.checks("data integrity (endpoint)") == []
+
+
+def test_confirmed_verdict_ok(confirmed: dict[str, Any]) -> None:
+    assert "verdict: ok" in confirmed["run"].outputs
+    assert "verdict: findings" in confirmed["undo"].outputs
 
 
 def test_confirmed_resumes_in_stages(confirmed: dict[str, Any]) -> None:
@@ -375,7 +438,27 @@ def test_confirmed_diagnosis(confirmed: dict[str, Any]) -> None:
     diagnosis = confirmed["run"].diagnosis()
     assert diagnosis.startswith(f"data corruption: {EVIDENCE}")
     assert f"; restored {confirmed['baseline']} (made " in diagnosis
-    assert diagnosis.endswith("; validation passed; traffic back to full")
+    assert "; validation passed; traffic back to full; " in diagnosis
+
+
+def test_confirmed_names_emergency_file(confirmed: dict[str, Any]) -> None:
+    manifest = confirmed["emergency"]
+    diagnosis = confirmed["run"].diagnosis()
+    assert f" after emergency backup {manifest.name} (" in diagnosis
+    assert f"/backups/{manifest.file}); " in diagnosis
+
+
+def test_confirmed_tells_undo(confirmed: dict[str, Any]) -> None:
+    name = confirmed["emergency"].name
+    assert (
+        confirmed["run"]
+        .diagnosis()
+        .endswith(
+            "; to undo, restore the emergency backup: veerunbook run database-rollback "
+            "--target demo --incident INC-DBR-GO -p confirm INC-DBR-GO "
+            f"-p backup {name} -p force True"
+        )
+    )
 
 
 def test_second_run_changes_nothing(confirmed: dict[str, Any]) -> None:
@@ -392,7 +475,7 @@ def test_second_run_refuses(confirmed: dict[str, Any]) -> None:
     assert again.outcome.exit_code == 0, again.outcome.counts
     assert again.diagnosis().endswith(
         "nothing was changed, because the runbook restores a backup only when data "
-        "corruption is detected (-p force true acts anyway)"
+        "corruption is detected (-p force True acts anyway)"
     )
 
 
@@ -400,6 +483,41 @@ def test_second_run_ranks_nothing(confirmed: dict[str, Any]) -> None:
     [option] = confirmed["again"].options()
     assert option["rank"] is None
     assert option["evidence"].startswith("no evidence of corruption (")
+
+
+def test_undo_fails_validation(confirmed: dict[str, Any]) -> None:
+    undo = confirmed["undo"]
+    modes = ["executed"] * 3 + ["failed"] + ["refused"] * 3
+    assert undo.modes() == modes, undo.ends()
+    assert confirmed["undo_mode"] == "stopped"
+    assert undo.outcome.exit_code == 1
+
+
+def test_undo_diagnosis_end_state(confirmed: dict[str, Any]) -> None:
+    name = confirmed["emergency"].name
+    diagnosis = confirmed["undo"].diagnosis()
+    assert diagnosis.startswith(f"validation failed after restoring {name} (made ")
+    assert f"): db_validate: payments: {EVIDENCE}; " in diagnosis
+    assert "; traffic stays stopped (traffic mode now stopped); " in diagnosis
+    assert "; before the restore: no evidence of corruption (" in diagnosis
+
+
+def test_undo_diagnosis_resume_command(confirmed: dict[str, Any]) -> None:
+    diagnosis = confirmed["undo"].diagnosis()
+    assert "; to resume traffic: run the target's traffic command: " in diagnosis
+    assert " full; emergency backup emergency_" in diagnosis
+
+
+def test_undo_resume_cause_once(confirmed: dict[str, Any]) -> None:
+    ends = confirmed["undo"].ends()
+    assert ends["resume-health-only"]["detail"] == (
+        "precondition 'validate passed' not met: traffic stays stopped: "
+        "validation failed"
+    )
+    assert ends["resume-full"]["detail"] == (
+        "precondition 'resume-read-only passed' not met: traffic stays stopped: "
+        "validation failed"
+    )
 
 
 # Force on intact data: the live tables equal the newest backup, so the restore
@@ -491,6 +609,17 @@ def test_failed_backup_refuses_restore(failed_backup: dict[str, Any]) -> None:
     assert restore.startswith(
         "precondition 'emergency-backup verified' not met: emergency-backup ended "
         "failed"
+    )
+
+
+def test_failed_backup_cause_once(failed_backup: dict[str, Any]) -> None:
+    ends = failed_backup["run"].ends()
+    assert ends["validate"]["detail"] == (
+        "precondition 'restore done' not met: emergency-backup ended failed"
+    )
+    assert ends["resume-full"]["detail"] == (
+        "precondition 'resume-read-only passed' not met: traffic stays stopped: "
+        "emergency-backup ended failed"
     )
 
 
@@ -658,9 +787,11 @@ def test_postgres_restores(postgres: dict[str, Any]) -> None:
 
 
 def test_postgres_evidence_from_command(postgres: dict[str, Any]) -> None:
-    commands = postgres["run"].checks("db_validate command")
-    assert [check["status"] for check in commands] == ["fail", "pass"]
-    assert commands[0]["summary"].endswith("payments: 3 rows fail validation")
+    [before] = postgres["run"].checks("db_validate command" + BEFORE)
+    [after] = postgres["run"].checks("db_validate command" + AFTER)
+    assert before["status"] == "fail"
+    assert after["status"] == "pass"
+    assert before["summary"].endswith("payments: 3 rows fail validation")
 
 
 def test_postgres_emergency_dump(postgres: dict[str, Any]) -> None:
@@ -674,7 +805,7 @@ def test_postgres_emergency_dump(postgres: dict[str, Any]) -> None:
 
 
 def test_postgres_amcheck_skipped(postgres: dict[str, Any]) -> None:
-    [first, _] = postgres["run"].checks("database integrity check")
+    [first] = postgres["run"].checks("database integrity check" + BEFORE)
     assert first["status"] == "skip"
     assert first["summary"] == (
         "amcheck is not installed (CREATE EXTENSION amcheck enables it)"

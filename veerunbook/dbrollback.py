@@ -29,7 +29,8 @@ from veerunbook.dbrollback_actions import (
 from veerunbook.dbrollback_backups import Choice, backup_folder, list_candidates
 from veerunbook.dbrollback_checks import evidence_rows, gather_evidence
 from veerunbook.dbrollback_db import open_database
-from veerunbook.dbrollback_plan import RollbackFacts, RollbackParams
+from veerunbook.dbrollback_impact import age_text, assumption_line, count_impact
+from veerunbook.dbrollback_plan import DONE, RollbackFacts, RollbackParams
 from veerunbook.dbrollback_text import (
     diagnosis_line,
     manifest_rows,
@@ -127,6 +128,37 @@ class DatabaseRollback:
         )
         return frame(rows, f"no backups in {facts.folder}: {facts.choice.reason}")
 
+    def restore_impact(self) -> pd.DataFrame | Nothing:
+        """Show what the restore would replace: per table, live rows against backup.
+
+        Journals the assumed start of the corruption, the backup's age and the
+        tables that the restore changes, and keeps them for the dry-run diagnosis.
+        """
+        facts = self.facts
+        chosen = facts.chosen
+        since = self._corrupted_since()
+        if chosen is None or since is None:
+            return Nothing("no backup was chosen, so nothing would be restored")
+        age = age_text(chosen.created_at, facts.started)
+        lines = [
+            assumption_line(self.params.corrupted_since, since),
+            f"backup {chosen.name} is {age} old (made {chosen.created_at})",
+        ]
+        facts.impact_rows, line = count_impact(
+            facts.database,
+            chosen,
+            self.params.command_timeout_seconds,
+            self.session.redactor,
+        )
+        lines.append(line)
+        facts.impact = "; ".join(lines)
+        self.session.run.note(
+            f"restore impact: {facts.impact}", restore_impact=facts.impact_rows
+        )
+        for line in lines:
+            print(line)
+        return frame(facts.impact_rows, "the live rows were not counted")
+
     # Step 3: stop the traffic, then measure that it stopped.
     def stop_traffic(self) -> pd.DataFrame:
         """Stop all application traffic (an action)."""
@@ -220,6 +252,20 @@ class DatabaseRollback:
         line = diagnosis_line(self.session, self.facts, self.guard.confirmed)
         self.session.run.note(f"diagnosis: {line}", diagnosis=line)
         return f"diagnosis: {line}"
+
+    def run_status(self) -> str | None:
+        """Return ``ok`` for a restore that ended well, else None (the verdict).
+
+        A restore that executed, validated and resumed the traffic to full ends the
+        run ok, although the readings before the restore failed.
+
+        NOTE: ``veerunbook run`` decides its status and exit code from the failed
+        checks and does not read this status, so such a run still exits 1 there.
+        """
+        restored = self.facts.mode_of("restore") == "executed"
+        resumed = self.facts.mode_of(f"resume-{STAGES[-1]}") in DONE
+        validated = self.facts.mode_of("validate") == "executed"
+        return "ok" if restored and validated and resumed else None
 
     def summary(self) -> pd.DataFrame:
         """Return every check of the run as a table, worst first."""

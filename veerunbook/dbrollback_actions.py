@@ -142,7 +142,9 @@ def validate_data(session: Session, facts: RollbackFacts) -> Action:
     def execute() -> Outcome:
         chosen = facts.chosen
         assert chosen is not None  # the restore needed a chosen backup
-        return validate(session, facts.database, chosen, timeout)
+        outcome = validate(session, facts.database, chosen, timeout)
+        facts.validation_failures = list(outcome.data.get("failed", []))
+        return outcome
 
     return Action(
         name="validate",
@@ -188,7 +190,7 @@ def resume(session: Session, facts: RollbackFacts, stage: str) -> Action:
         verify=verify,
         preconditions=(
             facts.corruption_evidence,
-            lambda: facts.after(earlier, "passed"),
+            lambda: facts.after(earlier, "passed", facts.traffic_left()),
         ),
         # In a dry-run the traffic was never stopped, so a target in full mode
         # has not resumed anything yet.

@@ -11,7 +11,8 @@ the data afterwards. Both use the same sources:
   check on PostgreSQL when the extension is installed.
 
 After a restore, ``validate`` also compares every table's row count and digest with
-the manifest of the restored backup.
+the manifest of the restored backup. Each check's name ends in ``BEFORE`` or
+``AFTER``, so that the summary of a run that restored tells the two readings apart.
 """
 
 from __future__ import annotations
@@ -22,13 +23,22 @@ from typing import Any
 
 from veerunbook.actions import Outcome
 from veerunbook.backup_manifest import Manifest, compare_tables
-from veerunbook.dbconn_endpoint import check_integrity, probe_endpoint
+from veerunbook.dbconn_endpoint import integrity_word, probe_endpoint
 from veerunbook.dbrollback_db import Database
+from veerunbook.probe import ProbeResult
 from veerunbook.session import Session
 from veerunbook.shell import configured_command, run_command
+from veerunbook.triage_signals import data_corruption
 
 # Exit code of db_validate that reports invalid data rather than a failure to run.
 FINDINGS_EXIT_CODE = 1
+
+# The ends of the check names, for the readings before and after the restore.
+BEFORE = "before the restore"
+AFTER = "after the restore"
+ENDPOINT_CHECK = "data integrity (endpoint)"
+VALIDATE_CHECK = "db_validate command"
+OWN_CHECK = "database integrity check"
 
 
 @dataclass(frozen=True)
@@ -93,12 +103,10 @@ def gather_evidence(
         evidence.unreachable = endpoint.unreachable
         evidence.add(Finding("error", "target", f"unreachable: {endpoint.unreachable}"))
     else:
-        evidence.add(
-            _endpoint_result(session, check_integrity(session, endpoint.probe))
-        )
-    evidence.add(run_validate(session, timeout_s))
+        evidence.add(endpoint_check(session, endpoint.probe, BEFORE))
+    evidence.add(run_validate(session, timeout_s, BEFORE))
     if database is not None:
-        evidence.add(database_check(session, database, timeout_s))
+        evidence.add(database_check(session, database, timeout_s, BEFORE))
     return evidence
 
 
@@ -107,14 +115,12 @@ def validate(
 ) -> Outcome:
     """Check the restored data against the backup's manifest and every source."""
     results = [compare_with_manifest(session, database, manifest, timeout_s)]
-    results.append(run_validate(session, timeout_s))
+    results.append(run_validate(session, timeout_s, AFTER))
     if database is not None:
-        results.append(database_check(session, database, timeout_s))
+        results.append(database_check(session, database, timeout_s, AFTER))
     endpoint = probe_endpoint(session, progress=None)
     if not endpoint.unreachable:
-        results.append(
-            _endpoint_result(session, check_integrity(session, endpoint.probe))
-        )
+        results.append(endpoint_check(session, endpoint.probe, AFTER))
     failed = [found.line for found in results if found.status in ("fail", "error")]
     if failed:
         return Outcome(False, "; ".join(failed), {"failed": failed})
@@ -156,9 +162,39 @@ def compare_with_manifest(
     return Finding(status, "tables", line)
 
 
-def run_validate(session: Session, timeout_s: float) -> Finding:
+def endpoint_check(session: Session, probe: ProbeResult, when: str) -> Finding:
+    """Journal the integrity that the database endpoint reports; return it.
+
+    Only an integrity check that ran and passed is a pass. One that the endpoint
+    skipped (its database unreachable) or reported without a status is a skip, and
+    a body without an integrity field journals nothing.
+    """
+    source = "the database endpoint"
+    body = probe.json if isinstance(probe.json, dict) else {}
+    integrity = body.get("integrity")
+    problem = data_corruption({"database": probe})
+    if integrity is None and problem is None:
+        return Finding("skip", source, "reports no integrity check")
+    word = integrity_word(body)
+    if problem:
+        status, summary, found = "fail", problem, problem
+    elif word == "pass":
+        status, found = "pass", "integrity pass"
+        summary = "the database endpoint reports its data valid"
+    else:
+        detail = integrity.get("detail") if isinstance(integrity, dict) else None
+        status, found = "skip", "reports no integrity check"
+        summary = f"the database endpoint did not check integrity ({word or '-'})"
+        if detail:
+            summary += f": {detail}"
+    name = f"{ENDPOINT_CHECK} {when}"
+    session.run.check(name, status, evidence=integrity, summary=summary)
+    return Finding(status, source, found)
+
+
+def run_validate(session: Session, timeout_s: float, when: str) -> Finding:
     """Run the ``db_validate`` command when configured; journal and return it."""
-    name = "db_validate command"
+    name = f"{VALIDATE_CHECK} {when}"
     template = configured_command(session, "db_validate")
     if not template:
         line = "no db_validate command is configured"
@@ -185,7 +221,9 @@ def run_validate(session: Session, timeout_s: float) -> Finding:
     return Finding(status, "db_validate", reported or result.summary())
 
 
-def database_check(session: Session, database: Database, timeout_s: float) -> Finding:
+def database_check(
+    session: Session, database: Database, timeout_s: float, when: str
+) -> Finding:
     """Run the database's own integrity check; journal and return it."""
     try:
         status, line = database.own_check(timeout_s)
@@ -193,33 +231,19 @@ def database_check(session: Session, database: Database, timeout_s: float) -> Fi
         # A database that cannot be read is a finding of this check, not a crash.
         status = "error"
         line = session.redactor.mask(f"not run: {type(exc).__name__}: {exc}")
-    session.run.check("database integrity check", status, summary=line)
+    session.run.check(f"{OWN_CHECK} {when}", status, summary=line)
     return Finding(status, "the database's own check", line)
 
 
 def evidence_rows(session: Session) -> list[dict[str, Any]]:
-    """Return the integrity checks journaled so far as table rows."""
-    names = (
-        "data integrity (endpoint)",
-        "db_validate command",
-        "database integrity check",
-        "target",
-    )
+    """Return the integrity checks journaled before the restore as table rows."""
+    names = [f"{name} {BEFORE}" for name in (ENDPOINT_CHECK, VALIDATE_CHECK, OWN_CHECK)]
+    names.append("target")
     return [
         {"source": check.name, "status": check.status, "finding": check.summary}
         for check in session.run.checks
         if check.name in names
     ]
-
-
-def _endpoint_result(session: Session, problem: str | None) -> Finding:
-    source = "the database endpoint"
-    checks = [c for c in session.run.checks if c.name == "data integrity (endpoint)"]
-    if problem:
-        return Finding("fail", source, problem)
-    if checks and checks[-1].status == "pass":
-        return Finding("pass", source, "integrity pass")
-    return Finding("skip", source, "reports no integrity check")
 
 
 def _failure_line(output: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from veerunbook.actions import ActionResult, Precondition
 from veerunbook.backup_manifest import Manifest
@@ -54,6 +55,11 @@ class RollbackFacts:
     reading: TrafficReading | None = None
     emergency_name: str = ""
     emergency: Manifest | None = None
+    # The plan's statement of what the restore replaces (``dbrollback_impact``).
+    impact: str = ""
+    impact_rows: list[dict[str, Any]] = field(default_factory=list)
+    # The failed checks of the validation, each in one line.
+    validation_failures: list[str] = field(default_factory=list)
     results: dict[str, ActionResult] = field(default_factory=dict)
 
     @property
@@ -82,7 +88,7 @@ class RollbackFacts:
             name,
             False,
             f"{line}. The runbook restores a backup only when data corruption is "
-            "detected; to act anyway, run with -p force true",
+            "detected; to act anyway, run with -p force True",
         )
 
     def backup_to_restore(self) -> Precondition:
@@ -128,10 +134,13 @@ class RollbackFacts:
             return Precondition(name, True, reading.summary())
         return Precondition(name, False, f"traffic still flows: {reading.summary()}")
 
-    def after(self, earlier: str, what: str) -> Precondition:
+    def after(self, earlier: str, what: str, effect: str = "") -> Precondition:
         """Check that action ``earlier`` ended executed or already-done and verified.
 
-        ``what`` names what it provides, such as ``verified``.
+        ``what`` names what it provides, such as ``verified``. When ``earlier`` was
+        refused, or ``effect`` is given, the detail names only the first action that
+        did not end done, because the refusals of the later ones repeat its detail.
+        ``effect`` leads that detail, such as ``traffic stays stopped``.
         """
         name = f"{earlier} {what}"
         result = self.results.get(earlier)
@@ -142,9 +151,40 @@ class RollbackFacts:
             return Precondition(name, True, detail)
         if result.mode in DONE and _verified(result):
             return Precondition(name, True, f"{earlier} {result.mode}")
+        if effect:
+            return Precondition(name, False, f"{effect}: {self.first_cause()}")
+        if result.mode == "refused":
+            return Precondition(name, False, self.first_cause())
         return Precondition(
             name, False, f"{earlier} ended {result.mode}: {result.detail}"
         )
+
+    def first_cause(self) -> str:
+        """Return the first action that ended neither done nor dry-run, in words."""
+        for name, result in self.results.items():
+            if result.mode == "dry-run" or (result.mode in DONE and _verified(result)):
+                continue
+            if name == "validate" and result.mode == "failed":
+                return "validation failed"
+            if result.mode in DONE:
+                return f"{name} was not verified"
+            if result.mode == "refused":
+                return f"{name} was refused"
+            return f"{name} ended {result.mode}"
+        return "no earlier action failed"
+
+    def traffic_left(self) -> str:
+        """Return the traffic mode the actions of this run left, in words."""
+        if self.mode_of("stop-traffic") not in DONE:
+            return "traffic is not stopped"
+        resumed = [
+            name
+            for name, result in self.results.items()
+            if name.startswith("resume-") and result.mode in DONE
+        ]
+        if resumed:
+            return f"traffic stays {resumed[-1].removeprefix('resume-')}"
+        return "traffic stays stopped"
 
 
 def _verified(result: ActionResult) -> bool:

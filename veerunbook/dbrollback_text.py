@@ -3,7 +3,9 @@
 ``diagnosis_line`` returns in one line what was found and what was done, or would
 be done in a dry-run, in the order of the runbook's steps. A confirmed run that stopped
 early names the action it stopped at and the traffic mode the target reports now,
-because a database left with traffic stopped needs the operator's attention.
+because a database left with traffic stopped needs the operator's attention. A run
+whose validation failed leads with that end state and the way to resume the traffic,
+and a run that restored gives the emergency backup's file and how to restore it.
 ``recovery_options`` returns the procedure's one recovery option, the restore of a
 backup, ranked 1 only when a source found corruption.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 from veerunbook.backup_manifest import Manifest
 from veerunbook.dbrollback_plan import DONE, RollbackFacts
-from veerunbook.dbrollback_traffic import STAGES, read_mode
+from veerunbook.dbrollback_traffic import STAGES, read_mode, resume_command
 from veerunbook.metrics_series import unreachable_line
 from veerunbook.session import Session
 
@@ -38,7 +40,7 @@ def diagnosis_line(session: Session, facts: RollbackFacts, confirmed: bool) -> s
         if not evidence.corrupted and not facts.params.force:
             return (
                 f"{head}; nothing was changed, because the runbook restores a backup "
-                "only when data corruption is detected (-p force true acts anyway)"
+                "only when data corruption is detected (-p force True acts anyway)"
             )
         return f"{head}; nothing was changed: {refused[0].detail}"
     if not evidence.corrupted and facts.params.force:
@@ -46,7 +48,12 @@ def diagnosis_line(session: Session, facts: RollbackFacts, confirmed: bool) -> s
     if not confirmed:
         return f"{head}; {_planned(facts, refused)}"
     if facts.mode_of(_RESUMED) in DONE:
-        return f"{head}; {_restored(facts)}; validation passed; traffic back to full"
+        return (
+            f"{head}; {_restored(facts)}; validation passed; traffic back to full"
+            f"{_undo(session, facts)}"
+        )
+    if facts.mode_of("validate") == "failed":
+        return _validation_failed(session, facts, head)
     return f"{head}; {_stopped_at(session, facts)}"
 
 
@@ -87,11 +94,12 @@ def _planned(facts: RollbackFacts, refused: list[Any]) -> str:
         restore = f"skip the restore (the tables already match {_chosen(facts)})"
     else:
         restore = f"restore {_chosen(facts)}"
-    return (
+    planned = (
         f"dry-run: would stop traffic, take emergency backup "
         f"{facts.emergency_name or '-'}, {restore}, validate and resume traffic "
         f"in {len(STAGES)} stages"
     )
+    return f"{planned}; {facts.impact}" if facts.impact else planned
 
 
 def _restored(facts: RollbackFacts) -> str:
@@ -102,6 +110,36 @@ def _restored(facts: RollbackFacts) -> str:
             f"(emergency backup {emergency} was taken first)"
         )
     return f"restored {_chosen(facts)} after emergency backup {emergency}"
+
+
+def _validation_failed(session: Session, facts: RollbackFacts, head: str) -> str:
+    """Describe a run whose validation failed: the end state first, then the cause."""
+    failures = "; ".join(facts.validation_failures) or "a check failed"
+    return (
+        f"validation failed after restoring {_chosen(facts)}: {failures}; "
+        f"{facts.traffic_left()} (traffic mode now {_mode_now(session)}); "
+        f"to resume traffic: {resume_command(session)}; "
+        f"emergency backup {_emergency(facts)}; before the restore: {head}"
+    )
+
+
+def _undo(session: Session, facts: RollbackFacts) -> str:
+    """Return how to restore the emergency backup, after an executed restore."""
+    if facts.mode_of("restore") != "executed" or facts.emergency is None:
+        return ""
+    incident = session.run.incident_id
+    return (
+        "; to undo, restore the emergency backup: veerunbook run database-rollback "
+        f"--target {session.target.name} --incident {incident} -p confirm {incident} "
+        f"-p backup {facts.emergency.name} -p force True"
+    )
+
+
+def _mode_now(session: Session) -> str:
+    try:
+        return str(read_mode(session).get("mode") or "not reported")
+    except ConnectionError:
+        return "unknown (no response)"
 
 
 def _stopped_at(session: Session, facts: RollbackFacts) -> str:
@@ -118,11 +156,7 @@ def _stopped_at(session: Session, facts: RollbackFacts) -> str:
         if failed is not None
         else "stopped before the last stage"
     )
-    try:
-        mode = read_mode(session).get("mode") or "not reported"
-    except ConnectionError:
-        mode = "unknown (no response)"
-    return f"{where}; traffic mode now {mode}"
+    return f"{where}; traffic mode now {_mode_now(session)}"
 
 
 def _chosen(facts: RollbackFacts) -> str:
@@ -131,4 +165,10 @@ def _chosen(facts: RollbackFacts) -> str:
 
 
 def _emergency(facts: RollbackFacts) -> str:
-    return facts.emergency.name if facts.emergency else "-"
+    """Return the emergency backup's name and file, the file for a manual restore."""
+    emergency = facts.emergency
+    if emergency is None:
+        return "-"
+    if facts.folder is None:
+        return emergency.name
+    return f"{emergency.name} ({facts.folder / emergency.file})"

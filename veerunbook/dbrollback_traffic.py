@@ -33,7 +33,7 @@ from veerunbook.metrics import error_rate
 from veerunbook.metrics_series import sample_series, session_fetch
 from veerunbook.probe import ProbeResult
 from veerunbook.session import Session
-from veerunbook.shell import configured_command, run_command
+from veerunbook.shell import configured_command, fill_template, run_command
 from veerunbook.text import counted
 
 STOPPED = "stopped"
@@ -84,6 +84,20 @@ def set_mode(session: Session, mode: str, timeout_s: float) -> Outcome:
     if template:
         return _set_by_command(session, template, mode, timeout_s)
     return _set_by_endpoint(session, mode)
+
+
+def resume_command(session: Session) -> str:
+    """Return how an operator switches the traffic back to full by hand."""
+    template = configured_command(session, "traffic")
+    if template:
+        try:
+            command = fill_template(template, {"mode": "full"})
+        except ValueError:
+            command = template
+        return f"run the target's traffic command: {session.redactor.mask(command)}"
+    path = session.target.endpoints.get("traffic", TRAFFIC_PATH)
+    variable = session.target.admin_token_env
+    return f'POST {path} {{"mode": "full"}} with the bearer token in ${variable}'
 
 
 def _set_by_command(
