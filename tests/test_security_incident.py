@@ -22,15 +22,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from targetstate import difference, snapshot
 
-from veerunbook.actions import Guard, perform
+from veerunbook.actions import ActionResult, Guard, perform
 from veerunbook.blocklist import check_block
 from veerunbook.journal import Journal
 from veerunbook.record import RUN_ID_ENV
 from veerunbook.redact import Redactor
 from veerunbook.runner import RunOutcome, run_procedure
+from veerunbook.secincident import SecurityIncident
 from veerunbook.secincident_audit import Audit, read_audit
 from veerunbook.secincident_block import block_action, rotate_keys_action
 from veerunbook.secincident_checks import (
@@ -46,10 +48,11 @@ from veerunbook.secincident_plan import (
     diagnosis,
     propose,
     recovery_options,
+    rotation_text,
     select,
 )
 from veerunbook.secincident_plot import per_minute
-from veerunbook.secincident_tables import login_rows, outline
+from veerunbook.secincident_tables import login_rows, outline, tidy
 from veerunbook.session import Session, begin
 from veerunbook.simulator import RunningTarget, start_target
 from veerunbook.simulator.security import BlockedAddress, SecurityState
@@ -150,16 +153,33 @@ def test_failed_logins_per_address(audit: Audit) -> None:
     assert attacker.failed_logins == 12
     assert attacker.first_seen == NOW - timedelta(seconds=50)
     assert attacker.last_seen == NOW - timedelta(seconds=39)
-    # 11 intervals between 12 logins over 11 s: 11 * 60 / 11 = 60 a minute.
-    assert attacker.rate_per_minute == 60.0
+    # 12 logins over 11 s, under a minute: the count, 12 a minute.
+    assert attacker.rate_per_minute == 12.0
     assert attacker.users == ["admin@example.com", "ana@example.com"]
     assert attacker.rate_limit_hits == 1
     assert attacker.blocked == "automatic"
 
 
 def test_slow_address_rate(audit: Audit) -> None:
-    # 2 intervals over 20 s: 2 * 60 / 20 = 6 a minute.
-    assert audit.sources["198.51.100.23"].rate_per_minute == 6.0
+    # 3 logins over 20 s, under a minute: the count, 3 a minute.
+    assert audit.sources["198.51.100.23"].rate_per_minute == 3.0
+
+
+def test_rate_over_minutes() -> None:
+    # 10 logins 20 s apart, 200 to 20 s ago: 10 over 180 s = 10 * 60 / 180 a minute.
+    body = {
+        "events": [
+            event("failed_login", "203.0.113.8", 200 - 20 * i) for i in range(10)
+        ]
+    }
+    source = read_audit(body, NOW).sources["203.0.113.8"]
+    assert source.rate_per_minute == 10 * 60 / 180
+    assert login_rows(read_audit(body, NOW))[0]["per minute"] == 3.3
+
+
+def test_rate_of_one_login() -> None:
+    body = {"events": [event("failed_login", "203.0.113.8", 5)]}
+    assert read_audit(body, NOW).sources["203.0.113.8"].rate_per_minute == 1.0
 
 
 def test_logins_outside_limiter_window_ignored(audit: Audit) -> None:
@@ -258,7 +278,7 @@ def test_login_rows(audit: Audit) -> None:
     assert first == {
         "address": "203.0.113.7",
         "failed logins": 12,
-        "per minute": 60.0,
+        "per minute": 12.0,
         "first seen": "14:59:10.000 UTC",
         "last seen": "14:59:21.000 UTC",
         "accounts tried": "admin@example.com, ana@example.com",
@@ -492,6 +512,71 @@ def test_diagnosis_names_findings(audit: Audit) -> None:
     )
 
 
+def result(name: str, mode: str, detail: str = "") -> ActionResult:
+    return ActionResult(name, mode, detail, None, None, None)
+
+
+def test_options_after_blocks_in_place(audit: Audit) -> None:
+    proposals = propose(audit, "", allow_list=(), own=(), force=False)
+    # 10.0.0.5 fails validation (private), so it counts neither way.
+    results = [
+        result(f"block-ip {p.check.entry}", "already-done" if p.check.ok else "refused")
+        for p in proposals
+    ]
+    options = recovery_options(audit, proposals, audit.compromised(), 2, results)
+    by_key = {option["key"]: option for option in options}
+    assert by_key["block"]["rank"] is None
+    assert by_key["block"]["evidence"] == (
+        "already in place: 4 addresses on the block list"
+    )
+    assert by_key["rotate-keys"]["rank"] == 1
+
+
+def test_options_after_dry_run(audit: Audit) -> None:
+    proposals = propose(audit, "", allow_list=(), own=(), force=False)
+    results = [result(f"block-ip {p.check.entry}", "dry-run") for p in proposals]
+    options = recovery_options(audit, proposals, audit.compromised(), 2, results)
+    assert options[0]["key"] == "block"
+    assert options[0]["rank"] == 1
+
+
+def test_options_after_rotation(audit: Audit) -> None:
+    proposals = propose(audit, "", allow_list=(), own=(), force=False)
+    rotation = result("rotate-keys", "executed")
+    options = recovery_options(
+        audit, proposals, audit.compromised(), 2, rotation=rotation
+    )
+    by_key = {option["key"]: option for option in options}
+    assert by_key["rotate-keys"]["rank"] is None
+    assert by_key["restrict"]["rank"] == 2
+
+
+def test_rotation_text_gives_reason() -> None:
+    refused = result(
+        "rotate-keys",
+        "refused",
+        "precondition 'rotate_keys command' not met: target sim has no "
+        "rotate_keys command",
+    )
+    assert rotation_text(refused) == (
+        "key rotation was refused: target sim has no rotate_keys command"
+    )
+    assert rotation_text(result("rotate-keys", "executed")) == "keys rotated"
+
+
+def test_tidy_cells() -> None:
+    table = pd.DataFrame(
+        [
+            {"seconds": 9.962442, "observed": 140.0, "unit": "logins", "rank": 1},
+            {"seconds": None, "observed": float("nan"), "unit": None, "rank": None},
+        ]
+    ).astype({"rank": "Int64"})
+    rows = tidy(table).to_dict("records")
+    assert rows[0] == {"seconds": 9.96, "observed": 140, "unit": "logins", "rank": 1}
+    assert rows[1] == {"seconds": "", "observed": "", "unit": "", "rank": ""}
+    assert isinstance(rows[0]["observed"], int)
+
+
 def test_per_minute_steps() -> None:
     times = [NOW, NOW + timedelta(seconds=10), NOW + timedelta(seconds=20)]
     xs, ys = per_minute(times, NOW - timedelta(seconds=5), NOW + timedelta(seconds=90))
@@ -712,6 +797,26 @@ def test_rotate_keys_without_command(
     assert "target sim has no rotate_keys command" in result.detail
 
 
+def test_high_severity_judged_after_window(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(RUN_ID_ENV, raising=False)
+        with start_target("healthy", traffic_rate=0, seed=7) as running:
+            session = open_session(tmp_path, running, {})
+            incident = SecurityIncident.start(session, "")
+            incident.read_high_severity()
+            # The attack begins while the window runs.
+            running._service.security.record_event(
+                "privilege_escalation_attempt", "203.0.113.11", "high", "role change"
+            )
+            incident.watch(0.0, progress=None)
+            session.close()
+    found = [c for c in session.run.checks if c.name == "high-severity security events"]
+    assert len(found) == 1
+    assert found[0].status == "warn"
+    assert found[0].observed == 1
+    assert "(0 at the start" in found[0].summary
+
+
 # The notebook
 
 
@@ -754,6 +859,15 @@ class Run:
             for cell in self.notebook["cells"]
             for output in cell.get("outputs", [])
             if output["output_type"] == "stream"
+        )
+
+    def plain_outputs(self) -> str:
+        """The text/plain form of every displayed value, such as the tables."""
+        return "".join(
+            "".join(output["data"].get("text/plain", ""))
+            for cell in self.notebook["cells"]
+            for output in cell.get("outputs", [])
+            if "data" in output
         )
 
     def journal_text(self) -> str:
@@ -848,7 +962,7 @@ def test_dry_run_changes_nothing(dry_run: Run) -> None:
 def test_dry_run_banner(dry_run: Run) -> None:
     assert dry_run.stream().startswith(
         "DRY-RUN: nothing will be changed; to carry out the actions run with "
-        "-p confirm INC-SEC-DRY"
+        "--incident INC-SEC-DRY -p confirm INC-SEC-DRY"
     )
 
 
@@ -880,7 +994,28 @@ def test_dry_run_rotation_refused(dry_run: Run) -> None:
 def test_dry_run_diagnosis(dry_run: Run) -> None:
     text = dry_run.field("diagnosis")
     assert text.startswith("security incident: failed-login burst from 14 addresses")
-    assert text.endswith("; 14 addresses to block (dry-run); key rotation was refused")
+    assert text.endswith(
+        "; 14 addresses to block (dry-run); key rotation was refused: target demo "
+        "has no rotate_keys command, so rotate the keys by hand or add the command "
+        "to its [targets.NAME.commands]"
+    )
+
+
+def test_dry_run_rates_not_extrapolated(dry_run: Run) -> None:
+    # Each attacker failed 10 times in under a minute: 10 a minute, not more.
+    evidence = dry_run.check("failed-login bursts")["evidence"]
+    assert {row["per minute"] for row in evidence} == {10.0}
+
+
+def test_dry_run_tables_tidy(dry_run: Run) -> None:
+    tables = dry_run.plain_outputs()
+    assert "NaN" not in tables
+    assert "<NA>" not in tables
+    assert "None" not in tables
+
+
+def test_dry_run_no_undo_line(dry_run: Run) -> None:
+    assert "to undo" not in dry_run.stream()
 
 
 def test_dry_run_options(dry_run: Run) -> None:
@@ -906,7 +1041,31 @@ def test_confirmed_actions_verified(confirmed: tuple[Run, Run]) -> None:
     ends = first.actions()
     assert {event["mode"] for event in ends.values()} == {"executed"}
     assert all(event["verified"] for event in ends.values())
-    assert first.field("diagnosis").endswith("; 14 addresses blocked now")
+    assert first.field("diagnosis").endswith(
+        "; 14 addresses blocked now; target demo has no rotate_keys command, so "
+        "rotate the keys by hand or add the command to its [targets.NAME.commands]"
+    )
+
+
+def test_confirmed_rotation_not_configured(confirmed: tuple[Run, Run]) -> None:
+    # Run without rotate_keys: the step names the missing command already.
+    first, _ = confirmed
+    assert (
+        "key rotation proposed, as the runbook asks when credentials look "
+        "compromised (privilege escalation attempt from"
+    ) in first.plain_outputs()
+    assert "but target demo has no rotate_keys command" in first.plain_outputs()
+
+
+def test_confirmed_undo_line(confirmed: tuple[Run, Run]) -> None:
+    first, again = confirmed
+    undo = (
+        "to undo: each block's reason is 'security_incident INC-SEC-OK'; remove "
+        "those entries with the tool that holds the target's block list"
+    )
+    assert first.field("undo") == undo
+    assert undo in first.stream()
+    assert "to undo" not in again.stream()
 
 
 def test_second_run_already_done(confirmed: tuple[Run, Run]) -> None:
@@ -914,6 +1073,17 @@ def test_second_run_already_done(confirmed: tuple[Run, Run]) -> None:
     assert again.changes == {}
     assert {event["mode"] for event in again.actions().values()} == {"already-done"}
     assert again.proposed() == ATTACKERS
+
+
+def test_second_run_ranks_next_option(confirmed: tuple[Run, Run]) -> None:
+    _, again = confirmed
+    options = {option["key"]: option for option in again.field("recovery_options")}
+    assert options["block"]["rank"] is None
+    assert options["block"]["evidence"] == (
+        "already in place: 14 addresses on the block list"
+    )
+    assert options["rotate-keys"]["rank"] == 1
+    assert "14 addresses on the block list already" in again.field("diagnosis")
 
 
 def test_token_never_journaled(confirmed: tuple[Run, Run]) -> None:

@@ -23,6 +23,8 @@ from veerunbook.redact import mask_url
 from veerunbook.secincident_audit import Audit, read_audit
 from veerunbook.secincident_block import (
     block_action,
+    block_reason,
+    no_rotation_command,
     own_networks,
     rotate_keys_action,
 )
@@ -50,19 +52,22 @@ from veerunbook.secincident_tables import (
     login_rows,
     outline,
     source_rows,
+    tidy,
 )
 from veerunbook.session import Session
 from veerunbook.shell import CommandResult, configured_command, run_command
 from veerunbook.text import counted
-from veerunbook.triage_tables import Nothing, frame
+from veerunbook.triage_tables import Nothing
+from veerunbook.triage_tables import frame as raw_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # Events requested from the audit: its maximum, so that bursts are counted whole.
 AUDIT_LIMIT = 1000
-# Events requested at the first read, which only lists the high-severity ones.
+# Events requested at the reads that list only the high-severity ones.
 HIGH_LIMIT = 100
+HIGH_QUERY = f"severity=high&limit={HIGH_LIMIT}"
 # Proposals journaled with their evidence, strongest first; the note counts them all.
 PROPOSALS_JOURNALED = 50
 
@@ -76,6 +81,7 @@ class SecurityIncident:
     unreachable: str | None = None
     problem: str | None = None
     first: Audit | None = None
+    latest: Audit | None = None  # the high-severity read after the window
     audit: Audit | None = None
     command: CommandResult | None = None
     proposals: list[Proposal] = field(default_factory=list)
@@ -91,13 +97,21 @@ class SecurityIncident:
 
     # Step 2: high-severity events.
     def read_high_severity(self) -> pd.DataFrame | Nothing:
-        """Read the audit's high-severity events, as the runbook's first check."""
-        query = f"severity=high&limit={HIGH_LIMIT}"
-        self.first = self._read("security audit (high severity)", query, HIGH_LIMIT)
+        """Read the audit's high-severity events, as the runbook's first check.
+
+        The check is journaled by ``watch`` on the read after the window, because
+        an attack may begin while the window runs.
+        """
+        name = "security audit (high severity)"
+        self.first = self._read(name, HIGH_QUERY, HIGH_LIMIT)
         if self.first is None:
             return Nothing(self.unreachable or self.problem or "no audit")
-        check_high_events(self.session.run, self.first)
-        rows = [breach_row(event) for event in high_severity(self.first)]
+        events = high_severity(self.first)
+        print(
+            f"{counted(len(events), 'high-severity event')} at the start; the check "
+            "is made on the audit read again after the watch window"
+        )
+        rows = [breach_row(event) for event in events]
         return frame(rows, "no high-severity events in the audit")
 
     # Step 3: the rate limiter over the window.
@@ -108,6 +122,12 @@ class SecurityIncident:
         if (skipped := self._skip("rate limiting")) is not None:
             return skipped
         _wait(window_seconds, progress)
+        name = "security audit (high severity, after the window)"
+        self.latest = self._read(name, HIGH_QUERY, HIGH_LIMIT)
+        assert self.first is not None  # else _skip returned above
+        check_high_events(self.session.run, self.latest or self.first, self.first)
+        if self.latest is None:
+            return Nothing(self.unreachable or self.problem or "no audit")
         query = f"severity=low&limit={AUDIT_LIMIT}"
         self.audit = self._read("security audit (every event)", query, AUDIT_LIMIT)
         if self.audit is None:
@@ -139,7 +159,7 @@ class SecurityIncident:
         """List breach events and check escalation, exfiltration and credentials."""
         if (skipped := self._skip("breach signs", needs_audit=True)) is not None:
             return skipped
-        events = breach_events(self.first, self.audit)
+        events = breach_events(self.first, self.latest, self.audit)
         check_breaches(self.session.run, events, self.signs())
         return frame([breach_row(event) for event in events], "no breach events")
 
@@ -202,7 +222,15 @@ class SecurityIncident:
             self.results.append(perform(self.session, self.guard, action))
         if not self.results:
             return Nothing("nothing to block")
-        return actions_frame(self.results)
+        if any(result.mode == "executed" for result in self.results):
+            undo = (
+                "to undo: each block's reason is "
+                f"'{block_reason(self.session.run.incident_id)}'; remove those "
+                "entries with the tool that holds the target's block list"
+            )
+            self.session.run.note(undo, undo=undo)
+            print(undo)
+        return tidy(actions_frame(self.results))
 
     # Step 10: key rotation.
     def rotate_keys(self, rotate: bool, timeout_s: float) -> pd.DataFrame | Nothing:
@@ -211,13 +239,19 @@ class SecurityIncident:
         if not signs:
             return Nothing("no sign of compromised credentials: no rotation proposed")
         if not rotate:
+            proposed = (
+                f"key rotation proposed, as the runbook asks when credentials look "
+                f"compromised ({signs[0]})"
+            )
+            if configured_command(self.session, "rotate_keys") is None:
+                return Nothing(f"{proposed}, but {no_rotation_command(self.session)}")
             return Nothing(
-                f"key rotation proposed ({signs[0]}); run with -p rotate_keys True "
-                "to carry it out with the target's rotate_keys command"
+                f"{proposed}; run with -p rotate_keys True to carry it out with "
+                "the target's rotate_keys command"
             )
         action = rotate_keys_action(self.session, signs, timeout_s)
         self.rotation = perform(self.session, self.guard, action)
-        return actions_frame([self.rotation])
+        return tidy(actions_frame([self.rotation]))
 
     # Step 11: the plot.
     def plot(self) -> Any:
@@ -231,9 +265,14 @@ class SecurityIncident:
         """Rank the runbook's recovery actions by the evidence."""
         import pandas as pd
 
-        breaches = len(breach_events(self.first, self.audit))
+        breaches = len(breach_events(self.first, self.latest, self.audit))
         self.options = recovery_options(
-            self.audit, self.proposals, self.signs(), breaches
+            self.audit,
+            self.proposals,
+            self.signs(),
+            breaches,
+            self.results,
+            self.rotation,
         )
         ranked = [option for option in self.options if option["rank"]]
         text = "recovery options ranked: " + ", ".join(
@@ -241,29 +280,35 @@ class SecurityIncident:
         )
         if not ranked:
             text = "no recovery option ranked: no finding supports any"
+        for option in self.options:
+            if str(option["evidence"]).startswith("already in place"):
+                text += f"; {option['action']}: {option['evidence']}"
         self.session.run.note(text, recovery_options=self.options)
         print(text)
-        return pd.DataFrame(self.options).astype({"rank": "Int64"})
+        return tidy(pd.DataFrame(self.options))
 
     # Step 13: diagnosis, actions and summary.
     def diagnose(self) -> str:
         """Return the diagnosis in one line and journal it."""
-        breaches = breach_events(self.first, self.audit)
+        breaches = breach_events(self.first, self.latest, self.audit)
         problem = self.unreachable or self.problem
-        text = diagnosis(self.audit, self.results, self.signs(), breaches, problem)
+        signs = self.signs()
+        text = diagnosis(self.audit, self.results, signs, breaches, problem)
         if self.rotation is not None:
             text += f"; {rotation_text(self.rotation)}"
+        elif signs and configured_command(self.session, "rotate_keys") is None:
+            text += f"; {no_rotation_command(self.session)}"
         self.session.run.note(f"diagnosis: {text}", diagnosis=text)
         return text
 
     def actions(self) -> pd.DataFrame:
         """Return every action of the run: name, mode, detail, verified."""
         results = [*self.results, *([self.rotation] if self.rotation else [])]
-        return actions_frame(results)
+        return tidy(actions_frame(results))
 
     def summary(self) -> pd.DataFrame:
         """Return every check of the run as a table, worst first."""
-        return checks_table(self.session.run.checks_frame())
+        return tidy(checks_table(self.session.run.checks_frame()))
 
     def _read(self, name: str, query: str, limit: int) -> Audit | None:
         """Read the audit; on failure record why and return None."""
@@ -292,6 +337,14 @@ class SecurityIncident:
             return None
         self.session.run.check(name, "skip", summary=missing)
         return Nothing(missing)
+
+
+def frame(
+    rows: list[dict[str, Any]], empty: str = "none found"
+) -> pd.DataFrame | Nothing:
+    """Return the rows as a tidied DataFrame, or ``Nothing(empty)`` when none."""
+    table = raw_frame(rows, empty)
+    return table if isinstance(table, Nothing) else tidy(table)
 
 
 def _wait(seconds: float, progress: Callable[[str], None] | None) -> None:

@@ -42,6 +42,8 @@ LOGIN_SUCCESS_TYPES = ("login_success",)
 # address, severity and user keep ``veerunbook.text.ITEM_CHARS``, so a valid address
 # without a zone id is never cut.
 DETAIL_CHARS = 200
+# The shortest span a rate a minute is computed over, in seconds.
+RATE_MIN_SPAN_SECONDS = 60.0
 # Breach event types named per address in its evidence; the rest are counted.
 BREACH_KINDS_SHOWN = 5
 
@@ -95,11 +97,15 @@ class Source:
 
     @property
     def rate_per_minute(self) -> float | None:
-        """Failed logins per minute between the first and the last one seen."""
-        if self.failed_logins < 2 or not self.first_seen or not self.last_seen:
+        """Failed logins a minute: the count over the time from the first to the last.
+
+        A span under a minute counts as one minute, so that a burst of logins in
+        under a second is reported as its count, never extrapolated to a minute.
+        """
+        if not self.failed_logins or not self.first_seen or not self.last_seen:
             return None
         seconds = (self.last_seen - self.first_seen).total_seconds()
-        return (self.failed_logins - 1) * 60.0 / seconds if seconds > 0 else None
+        return self.failed_logins * 60.0 / max(seconds, RATE_MIN_SPAN_SECONDS)
 
     @property
     def blocked(self) -> str:

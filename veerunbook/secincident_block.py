@@ -46,6 +46,14 @@ def block_reason(incident_id: str) -> str:
     return f"security_incident {incident_id}"
 
 
+def no_rotation_command(session: Session) -> str:
+    """Return why the keys cannot be rotated here: the target has no command for it."""
+    return (
+        f"target {session.target.name} has no rotate_keys command, so rotate the "
+        "keys by hand or add the command to its [targets.NAME.commands]"
+    )
+
+
 def own_networks(target: Target) -> tuple[Network, ...]:
     """Return the target's own address when its base URL names an IP literal.
 
@@ -126,10 +134,7 @@ def rotate_keys_action(session: Session, signs: list[str], timeout_s: float) -> 
     def configured() -> Precondition:
         if command is None:
             return Precondition(
-                "rotate_keys command",
-                False,
-                f"target {session.target.name} has no rotate_keys command; add one "
-                "to its [targets.NAME.commands] or rotate the keys by hand",
+                "rotate_keys command", False, no_rotation_command(session)
             )
         return _placeholders_known("rotate_keys command", command, ROTATE_PLACEHOLDERS)
 

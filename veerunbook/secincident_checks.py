@@ -39,20 +39,34 @@ def high_severity(audit: Audit) -> list[Event]:
     return [event for event in audit.events if event.severity in ("high", "critical")]
 
 
-def check_high_events(run: RunContext, audit: Audit) -> None:
-    """Journal the count of high-severity events by type."""
+def check_high_events(run: RunContext, audit: Audit, first: Audit) -> None:
+    """Journal the count of high-severity events by type in the latest read.
+
+    ``first`` is the read at the start, whose count the summary adds when it
+    differs, so that the summary of a run whose attack began during the window
+    shows it.
+    """
     events = high_severity(audit)
     types = Counter(event.type for event in events)
     common = ", ".join(f"{kind} {count}" for kind, count in types.most_common(4))
+    summary = counted(len(events), "high-severity event") + (
+        f": {common}" if common else ""
+    )
+    at_start = len(high_severity(first))
+    if first is not audit and at_start != len(events):
+        seconds = (audit.at - first.at).total_seconds()
+        summary += f" ({at_start} at the start, {seconds:.0f} s earlier)"
     run.check(
         "high-severity security events",
         "warn" if events else "pass",
         observed=len(events),
         unit="events",
         expected=0,
-        evidence=dict(types.most_common(EVIDENCE_ITEMS)),
-        summary=f"{counted(len(events), 'high-severity event')}"
-        + (f": {common}" if common else ""),
+        evidence={
+            "types": dict(types.most_common(EVIDENCE_ITEMS)),
+            "at the start": at_start,
+        },
+        summary=summary,
     )
 
 

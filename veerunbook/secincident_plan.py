@@ -29,6 +29,8 @@ from veerunbook.text import counted
 
 # The critical alert: more than 50 IPs blocked in 1 minute.
 BLOCKED_CRITICAL = 50
+# Action modes after which the change is in place at the target.
+IN_PLACE = ("executed", "already-done")
 
 
 @dataclass
@@ -140,12 +142,26 @@ def recovery_options(
     proposals: list[Proposal],
     signs: list[str],
     breaches: int,
+    results: Sequence[ActionResult] = (),
+    rotation: ActionResult | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the runbook's recovery actions by the evidence, performing none of them.
 
     The order among the options with evidence is containment first: blocking, key
     rotation, service restrictions, then the patch and the monitoring that follow.
+    ``results`` are the block actions of this run, one per proposal in order, and
+    ``rotation`` its key rotation. An option whose change is in place gets no rank,
+    and its evidence column states
+    that.
     """
+    done = {
+        "block": _blocks_in_place(proposals, results),
+        "rotate-keys": (
+            "already in place: keys rotated for this incident"
+            if rotation is not None and rotation.mode in IN_PLACE
+            else ""
+        ),
+    }
     evidenced = [p for p in proposals if p.evidence]
     chosen = [p for p in proposals if p.chosen]
     attackers = bursts(audit) if audit is not None else []
@@ -185,17 +201,40 @@ def recovery_options(
     ]
     rows, rank = [], 0
     for key, action, evidence, means in options:
-        rank += bool(evidence)
+        ranked = bool(evidence) and not done.get(key)
+        rank += ranked
         rows.append(
             {
                 "key": key,
                 "action": action,
-                "evidence": evidence or "no evidence",
-                "rank": rank if evidence else None,
+                "evidence": done.get(key) or evidence or "no evidence",
+                "rank": rank if ranked else None,
                 "carried out by": means,
             }
         )
     return rows
+
+
+def _blocks_in_place(
+    proposals: Sequence[Proposal], results: Sequence[ActionResult]
+) -> str:
+    """Return a note when every block that may be made is in place, else ``""``.
+
+    A proposal that fails validation is left out, because a run with the same
+    parameters refuses it again. A dry-run, a failed block or a block refused for
+    another reason, such as a missing admin token, leaves the option open.
+    """
+    allowed = [
+        result
+        for proposal, result in zip(proposals, results, strict=False)
+        if proposal.check.ok
+    ]
+    if not allowed or any(result.mode not in IN_PLACE for result in allowed):
+        return ""
+    return (
+        f"already in place: {counted(len(allowed), 'address', 'addresses')} "
+        "on the block list"
+    )
 
 
 def _block_evidence(evidenced: list[Proposal], chosen: list[Proposal]) -> str:
@@ -251,7 +290,11 @@ def diagnosis(
 
 
 def rotation_text(result: ActionResult) -> str:
-    """Return what became of the key rotation, by the action's mode."""
+    """Return what became of the key rotation, by the action's mode, with the reason.
+
+    A refusal's detail starts ``precondition 'NAME' not met:`` (see
+    ``veerunbook.actions``); only the reason after it is kept.
+    """
     words = {
         "executed": "keys rotated",
         "dry-run": "key rotation would run (dry-run)",
@@ -259,7 +302,10 @@ def rotation_text(result: ActionResult) -> str:
         "refused": "key rotation was refused",
         "failed": "key rotation failed",
     }
-    return words.get(result.mode, f"key rotation ended {result.mode}")
+    text = words.get(result.mode, f"key rotation ended {result.mode}")
+    if result.mode in ("refused", "failed") and result.detail:
+        text += f": {result.detail.split(' not met: ', 1)[-1]}"
+    return text
 
 
 def _actions_text(results: list[ActionResult]) -> str:
@@ -267,7 +313,7 @@ def _actions_text(results: list[ActionResult]) -> str:
     words = {
         "executed": "blocked now",
         "dry-run": "to block (dry-run)",
-        "already-done": "blocked manually before",
+        "already-done": "on the block list already",
         "refused": "refused",
         "failed": "failed",
     }

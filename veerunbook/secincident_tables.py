@@ -7,6 +7,7 @@ address.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ TABLE_ROWS = 20
 USERS_SHOWN = 3
 # Lines shown of a command's output that is not JSON.
 OUTPUT_LINES = 40
+# Decimal places a fractional number keeps in a table.
+TABLE_DECIMALS = 2
 
 
 def login_rows(audit: Audit) -> list[dict[str, Any]]:
@@ -120,6 +123,37 @@ def checks_table(checks: pd.DataFrame) -> pd.DataFrame:
     checks = checks.assign(_order=checks["status"].map(order))
     checks = checks.sort_values(["_order", "time"]).drop(columns="_order")
     return checks.reset_index(drop=True)
+
+
+def tidy(table: pd.DataFrame) -> pd.DataFrame:
+    """Return ``table`` with every cell ready to read.
+
+    A whole number shows without a decimal point, other numbers are rounded to
+    ``TABLE_DECIMALS`` places, and a missing value (None, NaN, pandas' NA) is empty
+    text. Each column becomes an object column, so pandas casts nothing back.
+    """
+    import pandas as pd
+
+    columns = {name: [_cell(value) for value in table[name]] for name in table.columns}
+    return pd.DataFrame(columns, index=table.index, dtype=object)
+
+
+def _cell(value: Any) -> Any:
+    import pandas as pd
+
+    if value is None:
+        return ""
+    if isinstance(value, bool | str):
+        return value
+
+    try:
+        if pd.isna(value):
+            return ""
+    except (TypeError, ValueError):  # a list or an array is not one value
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value) if value.is_integer() else round(value, TABLE_DECIMALS)
+    return value
 
 
 def command_row(result: CommandResult) -> dict[str, Any]:
