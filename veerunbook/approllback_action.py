@@ -70,6 +70,7 @@ def rollback_action(session: Session, choice: Choice, timeout_s: float) -> Actio
     running = session.target.name
     return Action(
         name=ACTION_NAME,
+        timeout_s=timeout_s,
         intent=f"Roll {running} back to version {version} {means}, because"
         f" {choice.reason or 'no version was chosen'}.",
         params={"version": version, "method": method, "chosen_by": choice.by},

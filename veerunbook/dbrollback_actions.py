@@ -40,6 +40,7 @@ def stop_traffic(session: Session, facts: RollbackFacts) -> Action:
     """Switch the traffic mode to ``stopped`` before anything touches the data."""
     timeout = facts.params.command_timeout_seconds
     return Action(
+        timeout_s=timeout,
         name="stop-traffic",
         intent=(
             f"Stop all application traffic (mode stopped) with "
@@ -92,6 +93,7 @@ def emergency_backup(session: Session, facts: RollbackFacts, name: str) -> Actio
         return Verification(verified, detail)
 
     return Action(
+        timeout_s=timeout,
         name="emergency-backup",
         intent=(
             f"Back up the current database as {name} into {where} with "
@@ -114,6 +116,7 @@ def restore(session: Session, facts: RollbackFacts) -> Action:
     created = chosen.created_at if chosen else "-"
     return Action(
         name="restore",
+        timeout_s=facts.params.command_timeout_seconds,
         intent=(
             f"Restore backup {name} (made {created}) over the live database with "
             f"{_restore_method(session, facts)}; the emergency backup keeps the "
@@ -147,6 +150,7 @@ def validate_data(session: Session, facts: RollbackFacts) -> Action:
         return outcome
 
     return Action(
+        timeout_s=timeout,
         name="validate",
         intent=(
             "Validate the restored data: every table's rows and digest against the "
@@ -179,6 +183,7 @@ def resume(session: Session, facts: RollbackFacts, stage: str) -> Action:
         return check_stage(session, stage)
 
     return Action(
+        timeout_s=timeout,
         name=f"resume-{stage}",
         intent=(
             f"Switch the traffic mode to {stage} with {_traffic_method(session)} "

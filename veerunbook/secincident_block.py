@@ -116,6 +116,7 @@ def block_action(
 
     return Action(
         name=f"{BLOCK_ACTION} {entry}",
+        timeout_s=timeout_s,
         intent=f"Block {entry} through {via}, because of: {because}.",
         params={"ip": entry, "reason": reason, "via": via, "forced": check.forced},
         read_state=lambda: read_block_state(session, entry),
@@ -148,6 +149,7 @@ def rotate_keys_action(session: Session, signs: list[str], timeout_s: float) -> 
 
     return Action(
         name=ROTATE_ACTION,
+        timeout_s=timeout_s,
         intent=(
             "Rotate the keys with the rotate_keys command, because of: "
             f"{'; '.join(signs[:3])}."

@@ -21,8 +21,9 @@ and a ``preexec_fn``, which is unsafe in a process with threads. Detection takes
 ``POLL_SECONDS``.
 
 When the shell exits, the guard exits with the same code. When a signal ends the
-shell, the guard ends itself with the same signal, so its return code is -N too. A process
-that leaves the group (``setsid``) is out of reach, as for any process group kill.
+shell, the guard ends itself with the same signal, so its return code is -N too. A
+process that leaves the group (``setsid``) is out of reach, as for any process group
+kill.
 The guard imports only the standard library and is run by path, with ``-P``, so a
 ``veerunbook`` folder in the command's working directory cannot replace it.
 """
