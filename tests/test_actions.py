@@ -189,7 +189,7 @@ def test_dry_run_banner_says_how_to_confirm(session: Session) -> None:
     banner = Guard.for_session(session, "").banner()
     assert banner == (
         "DRY-RUN: nothing will be changed; to carry out the actions run with "
-        f"-p confirm {INCIDENT}"
+        f"--incident {INCIDENT} -p confirm {INCIDENT}"
     )
     assert CONFIRM_PARAM == "confirm"
 
@@ -202,7 +202,9 @@ def test_dry_run_changes_nothing(
     assert result.mode == "dry-run"
     assert read_state(service) == before
     assert service.changes == 0
-    assert f"-p confirm {INCIDENT}" in result.detail
+    assert result.detail.endswith(
+        f"To carry it out, run with --incident {INCIDENT} -p confirm {INCIDENT}"
+    )
     assert "It would: Block 203.0.113.7" in result.detail
     assert [event["mode"] for event in action_events(archive)] == [
         "intent",

@@ -224,7 +224,7 @@ def test_dry_run_action_modes(bad_deploy: Sequence) -> None:
 def test_dry_run_banner(bad_deploy: Sequence) -> None:
     assert (
         "DRY-RUN: nothing will be changed; to carry out the actions run with"
-        f" -p confirm {INCIDENT}" in bad_deploy.dry.stream()
+        f" --incident {INCIDENT} -p confirm {INCIDENT}" in bad_deploy.dry.stream()
     )
 
 
@@ -249,7 +249,8 @@ def test_dry_run_names_watch(bad_deploy: Sequence) -> None:
 def test_dry_run_diagnosis(bad_deploy: Sequence) -> None:
     assert bad_deploy.dry.field("diagnosis") == (
         "the errors started with 1.5.0; would roll back to 1.4.2 (chosen by"
-        f" evidence); dry-run, nothing was changed: run with -p confirm {INCIDENT},"
+        f" evidence); dry-run, nothing was changed: run with --incident {INCIDENT}"
+        f" -p confirm {INCIDENT},"
         " which then watches for 15 min"
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -414,3 +415,42 @@ def test_unusable_archive_exits_2(
     assert code == 2
     assert "cannot be used" in err
     assert err.count("\n") == 1
+
+
+# A fixture procedure whose guarded action writes "changed" into its state_file.
+FIXTURE_NOTEBOOKS = Path(__file__).parent / "notebooks"
+UNUSED_TARGET = "http://127.0.0.1:9"
+
+
+def test_dry_run_summary_confirm_command_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VEERUNBOOK_NOTEBOOKS", str(FIXTURE_NOTEBOOKS))
+    state = tmp_path / "state"
+    state.write_text("original")
+    archive = tmp_path / "archive"
+    dry_code = main([
+        "run", "writes_when_confirmed", "--target", UNUSED_TARGET, "--incident",
+        "INC-WRITER", "-p", "state_file", str(state), "--archive", str(archive),
+    ])  # fmt: skip
+    dry = capsys.readouterr().out
+    assert dry_code == 0
+    assert summary_value(dry, "actions") == "dry-run write-state"
+    command = summary_value(dry, "confirm")
+    assert command == (
+        f"veerunbook run writes_when_confirmed --target {UNUSED_TARGET} "
+        f"--archive {archive} --incident INC-WRITER -p confirm INC-WRITER "
+        f"-p state_file {state}"
+    )
+    assert state.read_text() == "original"
+
+    # The printed command, copied as it is, carries the action out.
+    words = shlex.split(command)
+    assert words[:2] == ["veerunbook", "run"]
+    exit_code = main(words[1:])
+    confirmed = capsys.readouterr().out
+    assert exit_code == 0
+    assert state.read_text() == "changed"
+    assert summary_value(confirmed, "actions") == "executed write-state (verified)"
+    assert "confirm:" not in confirmed
+    assert "(existing incident)" in confirmed

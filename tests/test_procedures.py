@@ -37,7 +37,7 @@ def test_unknown_name_suggests_match() -> None:
     message = str(raised.value)
     assert "unknown procedure 'hang'." in message
     assert "Did you mean 'hangs'?" in message
-    assert "Known procedures: cell_error, findings, hangs," in message
+    assert "Known procedures: cell_error, declares_ok, findings, hangs," in message
 
 
 @pytest.mark.parametrize("name", ["../notebooks/hangs", "/etc/passwd", "", ".hidden"])

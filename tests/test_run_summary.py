@@ -12,6 +12,7 @@ from veerunbook.probe import ProbeResult
 from veerunbook.procedures import list_procedures
 from veerunbook.record import INCIDENT_ENV, RUN_ID_ENV, RunContext, start_run
 from veerunbook.redact import Redactor
+from veerunbook.run_actions import action_lines
 from veerunbook.run_summary import (
     RUNBOOK_SECTIONS,
     by_hand,
@@ -161,14 +162,15 @@ def test_invalid_rank_not_ranked(tmp_path: Path, rank: object) -> None:
     assert lines[1].startswith("action:    none ranked")
 
 
-def test_action_line_names_executed_action(tmp_path: Path) -> None:
+def test_action_line_leaves_actions_out(tmp_path: Path) -> None:
     lines = diagnosed(
         tmp_path,
         [ROLLBACK],
         deploy_rollback="executed",
         restart_workers="dry-run",
     )
-    assert lines[2] == "           carried out: deploy_rollback"
+    assert lines[1].startswith("action:    1. roll back the deployment")
+    assert len(lines) == 2
 
 
 def test_evidence_list_joined(tmp_path: Path) -> None:
@@ -311,3 +313,112 @@ def test_by_hand_names_section() -> None:
     assert (
         by_hand("cache-flush") == "follow the runbook's steps for cache-flush by hand"
     )
+
+
+def changing_run(
+    ends: list[tuple[str, str]], **parameters: Any
+) -> list[dict[str, Any]]:
+    """Return the events of a security-incident run: ``run.started`` as the runner
+    journals it, then an intent and an end for each action."""
+    events: list[dict[str, Any]] = [
+        {
+            "event": "run.started",
+            "procedure": "security-incident",
+            "target": "demo:attack",
+            "parameters": parameters,
+        }
+    ]
+    for name, mode in ends:
+        events.append({"event": "action", "name": name, "mode": "intent"})
+        if mode in ("executed", "failed"):
+            verified = mode == "executed"
+            events.append(
+                {"event": "action", "name": name, "mode": mode, "verified": verified}
+            )
+        elif mode != "unfinished":
+            events.append({"event": "action", "name": name, "mode": mode})
+    events.append({"event": "run.finished", "status": "findings"})
+    return events
+
+
+def test_action_lines_one_per_action() -> None:
+    events = changing_run(
+        [
+            ("block-ip 198.51.100.11", "executed"),
+            ("block-ip 198.51.100.13", "failed"),
+            ("rotate-keys", "refused"),
+        ],
+    )
+    assert action_lines(events, INCIDENT) == [
+        "actions:   executed block-ip 198.51.100.11 (verified)",
+        "           failed block-ip 198.51.100.13 (not verified)",
+        "           refused rotate-keys",
+    ]
+
+
+def test_action_lines_grouped_by_mode() -> None:
+    blocks = [(f"block-ip 198.51.100.{n}", "executed") for n in range(11, 25)]
+    events = changing_run([*blocks, ("rotate-keys", "refused")])
+    lines = action_lines(events, INCIDENT)
+    assert lines[0] == (
+        "actions:   executed 14: block-ip 198.51.100.11, block-ip 198.51.100.12 "
+        "and 12 more"
+    )
+    assert lines[1] == "           refused 1: rotate-keys"
+    assert len(lines) == 2
+    assert max(len(line) for line in lines) <= 88
+
+
+def test_action_lines_unfinished_intent() -> None:
+    events = changing_run([("restore", "unfinished")])
+    assert action_lines(events, INCIDENT) == ["actions:   unfinished restore"]
+
+
+def test_dry_run_confirm_command() -> None:
+    events = changing_run(
+        [("stop-traffic", "dry-run"), ("restore", "dry-run")],
+        window_seconds=5.0,
+        note="two words",
+        services=["api", "worker"],
+    )
+    lines = action_lines(events, INCIDENT)
+    assert lines[:2] == [
+        "actions:   dry-run stop-traffic",
+        "           dry-run restore",
+    ]
+    assert lines[2] == (
+        "confirm:   veerunbook run security-incident --target demo:attack "
+        "--incident INC-SUMMARY -p confirm INC-SUMMARY -p window_seconds 5.0 "
+        "-p note 'two words' -p services '[\"api\", \"worker\"]'"
+    )
+    assert len(lines) == 3
+
+
+def test_confirmed_run_no_confirm_command() -> None:
+    events = changing_run([("deploy-rollback", "executed")], confirm=INCIDENT)
+    assert not any(
+        line.startswith("confirm:") for line in action_lines(events, INCIDENT)
+    )
+
+
+def test_drill_action_lines_indented() -> None:
+    events = changing_run([("block-ip 203.0.113.11", "dry-run")])
+    lines = action_lines(events, INCIDENT, indent="    ")
+    assert lines[0] == "    actions:   dry-run block-ip 203.0.113.11"
+    assert lines[1].startswith("    confirm:   veerunbook run security-incident ")
+
+
+def test_no_action_lines_without_actions(tmp_path: Path) -> None:
+    run = start(tmp_path, "high-error-rate")
+    run.finish()
+    assert action_lines(events_of(run), INCIDENT) == []
+
+
+def test_confirm_command_names_archive(tmp_path: Path) -> None:
+    events = changing_run([("restore", "dry-run")])
+    command = action_lines(events, INCIDENT, archive=tmp_path / "records")[-1]
+    default = action_lines(events, INCIDENT, archive=tmp_path / "outputs")[-1]
+    assert f"--target demo:attack --archive {tmp_path / 'records'} --incident" in (
+        command
+    )
+    assert "--archive" not in default

@@ -57,10 +57,19 @@ __all__ = [
     "Precondition",
     "Verification",
     "actions_frame",
+    "confirm_flags",
     "perform",
 ]
 
 _log = logging.getLogger("veerunbook.actions")
+
+
+def confirm_flags(incident_id: str) -> str:
+    """Return the ``veerunbook run`` options that confirm a run of ``incident_id``.
+
+    ``-p confirm`` alone is rejected without ``--incident``, so both are given.
+    """
+    return f"--incident {incident_id} -p {CONFIRM_PARAM} {incident_id}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ class Guard:
             )
         return (
             "DRY-RUN: nothing will be changed; to carry out the actions run with "
-            f"-p {CONFIRM_PARAM} {self.incident_id}"
+            f"{confirm_flags(self.incident_id)}"
         )
 
 
@@ -224,7 +233,7 @@ def perform(session: Session, guard: Guard, action: Action) -> ActionResult:
     if not guard.confirmed:
         detail = (
             f"Nothing was changed. It would: {action.intent} To carry it out, run "
-            f"with -p {CONFIRM_PARAM} {guard.incident_id}"
+            f"with {confirm_flags(guard.incident_id)}"
         )
         return step.end("dry-run", detail, before=before)
     return step.change(before)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from veerunbook.actions import confirm_flags
 from veerunbook.approllback_watch import NOT_HELD
 
 if TYPE_CHECKING:
@@ -56,10 +57,10 @@ def diagnosis(rollback: ApplicationRollback) -> str:
     if result.mode == "dry-run":
         minutes = rollback.monitor_minutes
         watch = "" if minutes is None else f", which then watches for {minutes:g} min"
+        flags = confirm_flags(rollback.guard.incident_id)
         return (
             f"{cause}would roll back to {version} (chosen by {choice.by}); dry-run,"
-            f" nothing was changed: run with -p confirm {rollback.guard.incident_id}"
-            f"{watch}"
+            f" nothing was changed: run with {flags}{watch}"
         )
     if result.mode == "already-done":
         now = rollback.baseline.text() if rollback.baseline else "no baseline"

@@ -17,6 +17,7 @@ from veerunbook.config import Config, load_config
 from veerunbook.errors import UsageError
 from veerunbook.journal import validate_incident_id
 from veerunbook.redact import RedactingFilter, Redactor
+from veerunbook.run_actions import action_lines
 from veerunbook.run_summary import (
     class_text,
     diagnosis_lines,
@@ -168,7 +169,8 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
 
 
 def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> None:
-    """Print what the run found: class, problems, diagnosis, next procedures, files."""
+    """Print what the run found: class, problems, diagnosis, actions, next
+    procedures, files."""
     from veerunbook.incident import load_incident
 
     folder = outcome.notebook.parent.parent
@@ -191,6 +193,7 @@ def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> No
     lines += reason_lines(events)
     lines += problem_lines(events)
     lines += diagnosis_lines(events)
+    lines += action_lines(events, outcome.incident, archive=folder.parent)
     lines += next_lines(events, outcome.incident)
     if outcome.reason:
         cell = outcome.failing_cell

@@ -28,6 +28,7 @@ from veerunbook.journal import JOURNAL_FILE, new_incident_id
 from veerunbook.params import read_parameters
 from veerunbook.procedures import Procedure, list_procedures
 from veerunbook.redact import Redactor
+from veerunbook.run_actions import action_lines
 from veerunbook.run_summary import (
     by_hand,
     diagnosis_lines,
@@ -57,7 +58,8 @@ class DrillReport:
     findings: list[str] = field(default_factory=list)
     recommended: list[str] = field(default_factory=list)
     runs: list[RunOutcome] = field(default_factory=list)
-    # Diagnosis and top recovery action of each run, by run id, indented.
+    # Diagnosis, top recovery action and guarded actions of each run, by run id,
+    # indented.
     details: dict[str, list[str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     verified: bool = False
@@ -211,7 +213,11 @@ def _summarise(report: DrillReport) -> None:
             report.findings.append(finding_line(event))
     for run in report.runs:
         events = run_events(report.folder, run.run_id)
-        report.details[run.run_id] = diagnosis_lines(events, indent="    ")
+        details = diagnosis_lines(events, indent="    ")
+        details += action_lines(
+            events, report.incident, indent="    ", archive=report.folder.parent
+        )
+        report.details[run.run_id] = details
     result = verify(report.folder)
     report.verified = result.ok
     report.verify_problem = result.problem

@@ -4,7 +4,8 @@ Every line is read from the incident's journal. Triage journals the class reason
 (note field ``classification``) and the next procedures (``recommended``). A diagnostic
 procedure journals two notes near its end: ``diagnosis``, one line of text, and
 ``recovery_options``, dicts with ``action``, ``evidence`` and ``rank``. Only options
-with evidence have a rank, counted from 1.
+with evidence have a rank, counted from 1. The lines about guarded actions are in
+``veerunbook.run_actions``.
 """
 
 from __future__ import annotations
@@ -153,6 +154,9 @@ def _action_lines(events: list[Event], options: list[Any], indent: str) -> list[
     lines = [f"{label}{_rank(top)}. {top.get('action')}{because}"]
 
     # The diagnostic procedures only recommend, but the journal is what shows it.
+    # A run with guarded actions lists them in ``run_actions.action_lines`` instead.
+    if any(e["event"] == "action" and e.get("mode") != "intent" for e in events):
+        return lines
     continued = indent + " " * LABEL_WIDTH
     executed = [
         str(event.get("name"))

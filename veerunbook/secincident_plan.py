@@ -172,13 +172,13 @@ def recovery_options(
             "block",
             "block the attacking addresses",
             _block_evidence(evidenced, chosen),
-            "this procedure, with -p confirm INCIDENT",
+            "this procedure, with --incident ID -p confirm ID",
         ),
         (
             "rotate-keys",
             "trigger emergency key rotation",
             "; ".join(signs[:3]),
-            "this procedure, with -p rotate_keys True and -p confirm INCIDENT",
+            "this procedure, with -p rotate_keys True --incident ID -p confirm ID",
         ),
         (
             "restrict",
