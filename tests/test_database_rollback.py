@@ -252,8 +252,8 @@ def test_dry_run_states_backup_age(dry_run: dict[str, Any]) -> None:
 def test_dry_run_states_dropped_rows(dry_run: dict[str, Any]) -> None:
     diagnosis = dry_run["run"].diagnosis()
     assert diagnosis.endswith(
-        "; the restore replaces payments 15 live rows vs 15 in the backup (same "
-        "row count, changed rows)"
+        "; the restore changes payments: same row count, changed rows (live 15,"
+        " backup 15)"
     )
 
 
@@ -906,3 +906,20 @@ def test_down_target_diagnosis(down_run: Run) -> None:
         f"target unreachable: connection refused at {started['target']} (every "
         "request failed); check that the service is running, then run triage"
     )
+
+
+def test_requested_restore_refused_findings(tmp_path: Path) -> None:
+    # A forced restore of a backup that does not exist changes nothing, so the run
+    # must not end ok although every check passes, and no backup is taken.
+    incident = "INC-REFUSED"
+    run = _confirmed(
+        tmp_path / "archive",
+        "demo:healthy",
+        incident,
+        force=True,
+        backup="emergency_20990101_000000",
+    )
+    assert run.outcome.status == "findings"
+    assert run.outcome.exit_code == 1
+    assert run.ends()["restore"]["mode"] == "refused"
+    assert run.ends()["emergency-backup"]["mode"] == "refused"

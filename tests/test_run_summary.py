@@ -401,6 +401,13 @@ def test_confirmed_run_no_confirm_command() -> None:
     )
 
 
+def test_undo_note_gets_a_line() -> None:
+    events = changing_run([("deploy-rollback", "executed")], confirm=INCIDENT)
+    undo = "to undo: run application-rollback with -p version 1.5.0"
+    events.insert(-1, {"event": "note", "text": undo, "undo": undo})
+    assert action_lines(events, INCIDENT)[-1] == f"undo:      {undo}"
+
+
 def test_drill_action_lines_indented() -> None:
     events = changing_run([("block-ip 203.0.113.11", "dry-run")])
     lines = action_lines(events, INCIDENT, indent="    ")

@@ -145,4 +145,12 @@ def checks_table(run: RunContext) -> pd.DataFrame:
     checks = checks.sort_values(["_order", "time"]).drop(columns="_order")
     text = ["observed", "unit", "expected"]
     checks[text] = checks[text].astype(object).where(checks[text].notna(), "")
+    # A column with a missing value turns whole numbers into floats: 200 -> 200.0.
+    checks["observed"] = checks["observed"].map(_whole)
     return checks.reset_index(drop=True)
+
+
+def _whole(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

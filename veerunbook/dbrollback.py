@@ -43,8 +43,6 @@ from veerunbook.triage_tables import Nothing, frame
 if TYPE_CHECKING:
     import pandas as pd
 
-_STATUS_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
-
 
 @dataclass
 class DatabaseRollback:
@@ -254,27 +252,31 @@ class DatabaseRollback:
         return f"diagnosis: {line}"
 
     def run_status(self) -> str | None:
-        """Return ``ok`` for a restore that ended well, else None (the verdict).
+        """Return the run's status from the state the restore left, or None.
 
-        A restore that executed, validated and resumed the traffic to full ends the
-        run ok, although the readings before the restore failed.
-
-        NOTE: ``veerunbook run`` decides its status and exit code from the failed
-        checks and does not read this status, so such a run still exits 1 there.
+        ``ok`` for a restore that executed, validated and resumed the traffic to
+        full, although the readings before the restore failed. ``findings`` for a
+        confirmed run that was asked for a restore (``backup`` or ``force`` given)
+        whose restore did not execute, even when every check passed. None leaves
+        the status to the checks.
         """
         restored = self.facts.mode_of("restore") == "executed"
         resumed = self.facts.mode_of(f"resume-{STAGES[-1]}") in DONE
         validated = self.facts.mode_of("validate") == "executed"
-        return "ok" if restored and validated and resumed else None
+        if restored and validated and resumed:
+            return "ok"
+        requested = bool(self.params.backup) or self.params.force
+        if self.guard.confirmed and requested and not restored:
+            already = self.facts.mode_of("restore") == "already-done"
+            return None if already else "findings"
+        return None
 
     def summary(self) -> pd.DataFrame:
-        """Return every check of the run as a table, worst first."""
-        checks = self.session.run.checks_frame()
-        if checks.empty:
-            return checks
-        order = checks["status"].map(_STATUS_ORDER)
-        checks = checks.assign(_order=order).sort_values(["_order", "time"])
-        return checks.drop(columns="_order").reset_index(drop=True)
+        """Return every check of the run as a table, worst first, with "" for a
+        missing value."""
+        from veerunbook.approllback_report import checks_table
+
+        return checks_table(self.session.run)
 
     def _perform(self, action: Action) -> pd.DataFrame:
         result: ActionResult = perform(self.session, self.guard, action)

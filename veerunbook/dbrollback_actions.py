@@ -105,7 +105,14 @@ def emergency_backup(session: Session, facts: RollbackFacts, name: str) -> Actio
         read_state=lambda: {"backups": _listing(facts)},
         execute=execute,
         verify=verify,
-        preconditions=(facts.corruption_evidence, facts.backup_folder),
+        # The runbook backs up only once traffic has stopped, and a backup taken
+        # when nothing can be restored would only leave a file behind.
+        preconditions=(
+            facts.corruption_evidence,
+            facts.backup_to_restore,
+            facts.backup_folder,
+            facts.traffic_stopped,
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""What a restore would replace: the backup's age and the live rows per table.
+"""The data a restore replaces: the backup's age and the live rows per table.
 
 A restore replaces every table with the backup's copy, so whatever was written after
 the backup was made is lost. The backup is chosen as the newest one made before the
@@ -16,6 +16,7 @@ from typing import Any
 from veerunbook.backup_manifest import Manifest, TableDigests, parse_time
 from veerunbook.dbrollback_db import Database
 from veerunbook.redact import Redactor
+from veerunbook.text import counted
 
 
 def assumption_line(corrupted_since: str, since: datetime) -> str:
@@ -87,11 +88,11 @@ def impact_line(rows: list[dict[str, Any]]) -> str:
     if not changed:
         return f"the restore changes none of the {len(rows)} tables"
     parts = [
-        f"{row['table']} {row['live rows']} live rows vs {row['backup rows']} in the "
-        f"backup ({row['restore']})"
+        f"{row['table']}: {row['restore']} (live {row['live rows']},"
+        f" backup {row['backup rows']})"
         for row in changed
     ]
-    return "the restore replaces " + ", ".join(parts)
+    return "the restore changes " + "; ".join(parts)
 
 
 def _effect(found: dict[str, Any] | None, recorded: dict[str, Any] | None) -> str:
@@ -103,9 +104,9 @@ def _effect(found: dict[str, Any] | None, recorded: dict[str, Any] | None) -> st
     if not isinstance(live_rows, int) or not isinstance(backup_rows, int):
         return "unknown (no row count)"
     if live_rows > backup_rows:
-        return f"drops {live_rows - backup_rows} rows"
+        return f"drops {counted(live_rows - backup_rows, 'row')}"
     if live_rows < backup_rows:
-        return f"adds {backup_rows - live_rows} rows"
+        return f"adds {counted(backup_rows - live_rows, 'row')}"
     if found.get("sha256") != recorded.get("sha256"):
         return "same row count, changed rows"
     return "unchanged"

@@ -35,8 +35,9 @@ def action_lines(
     198.51.100.11 (verified)"). More are grouped into one line per mode with a count
     and without the verification, because ``executed`` means verified already.
     An action whose intent has no recorded end (the kernel died during it) is listed
-    as ``unfinished``. Returns no lines for a run without actions. ``archive`` is the
-    archive root the run recorded into, for the confirm command.
+    as ``unfinished``. A note with an ``undo`` field, journaled after a change, adds
+    an ``undo:`` line. Returns no lines for a run without actions. ``archive`` is
+    the archive root the run recorded into, for the confirm command.
     """
     ends = _action_ends(events)
     ended = {str(event.get("name")) for event in ends}
@@ -65,6 +66,11 @@ def action_lines(
     if any(event.get("mode") == "dry-run" for event in ends):
         command = confirm_command(events, incident, archive)
         lines.append(f"{indent}{'confirm:':<{LABEL_WIDTH}}{command}")
+    lines += [
+        f"{indent}{'undo:':<{LABEL_WIDTH}}{event['undo']}"
+        for event in events
+        if event["event"] == "note" and isinstance(event.get("undo"), str)
+    ]
     return lines
 
 
