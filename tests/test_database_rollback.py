@@ -456,7 +456,8 @@ def test_confirmed_tells_undo(confirmed: dict[str, Any]) -> None:
         .endswith(
             "; to undo, restore the emergency backup: veerunbook run database-rollback "
             "--target demo --incident INC-DBR-GO -p confirm INC-DBR-GO "
-            f"-p backup {name} -p force True"
+            f"-p backup {name} -p force True (on a target kept with veerunbook"
+            " simulate --data-dir; a demo target is gone after its run)"
         )
     )
 

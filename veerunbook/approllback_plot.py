@@ -62,10 +62,18 @@ def plot_watch(
     drawn = [(points, label, m) for points, label, m in labelled if not points.empty]
     for points, label, marker in drawn:
         rates.plot(
-            points["end"], points["5xx (%)"], marker=marker, label=f"5xx {label}"
+            points["end"],
+            points["5xx (%)"],
+            marker=marker,
+            label=f"5xx {label}",
+            clip_on=False,
         )
         latency.plot(
-            points["end"], points["p95 (ms)"], marker=marker, label=f"p95 {label}"
+            points["end"],
+            points["p95 (ms)"],
+            marker=marker,
+            label=f"p95 {label}",
+            clip_on=False,
         )
     for value, label, colour, style in RATE_LINES:
         rates.axhline(value, color=colour, linestyle=style, linewidth=1, label=label)

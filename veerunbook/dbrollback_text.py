@@ -128,10 +128,17 @@ def _undo(session: Session, facts: RollbackFacts) -> str:
     if facts.mode_of("restore") != "executed" or facts.emergency is None:
         return ""
     incident = session.run.incident_id
+    fresh = ""
+    if session.target.embedded:
+        # Every demo:SCENARIO run starts a new copy, without this run's backups.
+        fresh = (
+            " (on a target kept with veerunbook simulate --data-dir; a demo target"
+            " is gone after its run)"
+        )
     return (
         "; to undo, restore the emergency backup: veerunbook run database-rollback "
         f"--target {session.target.name} --incident {incident} -p confirm {incident} "
-        f"-p backup {facts.emergency.name} -p force True"
+        f"-p backup {facts.emergency.name} -p force True{fresh}"
     )
 
 
