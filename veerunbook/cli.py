@@ -132,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="loopback address to bind (default 127.0.0.1)",
     )
+    alerts = commands.add_parser("alerts", help="work with the runbook's alert rules")
+    alert_commands = alerts.add_subparsers(
+        dest="alerts_command", required=True, parser_class=_Parser, metavar="{export}"
+    )
+    export = alert_commands.add_parser(
+        "export", help="write the alert rules as a Prometheus rule file"
+    )
+    export.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="rule file to write, replaced atomically (default: standard output)",
+    )
     return parser
 
 

@@ -49,6 +49,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "verify": _verify,
         "drill": _drill,
         "simulate": _simulate,
+        "alerts": _alerts,
     }
     with _log_to_stderr(redactor, args.verbose):
         return handlers[args.command](args, config, redactor)
@@ -308,4 +309,25 @@ def _simulate(args: argparse.Namespace, config: Config, redactor: Redactor) -> i
             f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
             "choose another port with --port"
         ) from None
+    return 0
+
+
+def _alerts(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    from veerunbook.alert_export import export_yaml, rules_document
+    from veerunbook.journal import write_atomic
+
+    text = export_yaml()
+    count = len(rules_document()["groups"][0]["rules"])
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        write_atomic(args.output, text.encode("utf-8"))
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise UsageError(
+            f"failed to write the rule file {str(args.output)!r} ({reason}). "
+            "Choose a writable path with -o"
+        ) from None
+    _log.info("wrote %d alerting rules to %s", count, args.output)
     return 0

@@ -1,0 +1,102 @@
+"""Export the runbook's alert rules as a Prometheus alerting-rule file.
+
+The output is a rule file in the format that Prometheus loads through
+``rule_files`` and that ``promtool check rules`` validates: one group, one alerting
+rule per alert rule that has a PromQL expression. Rules without one (their signal
+has no metric on the embedded target) are left out and listed in a comment at the
+top of the file with their derivation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from veerunbook.alert_rules import ALERT_RULES, AlertRule, Tier
+
+GROUP_NAME = "veerunbook"
+
+# Prometheus defines no severity scale, so the ``severity`` label uses the common
+# critical, warning and info values, one per tier.
+SEVERITIES: dict[Tier, str] = {
+    Tier.P0: "critical",
+    Tier.P1: "warning",
+    Tier.P2: "info",
+}
+
+# Prometheus duration units from the largest down, in milliseconds. The export uses
+# no day or week units, so a duration reads as hours, minutes and seconds.
+_DURATION_UNITS = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
+
+
+def prometheus_duration(seconds: float) -> str:
+    """Format ``seconds`` as a Prometheus duration such as ``1h30m`` or ``0s``.
+
+    Raises ValueError for a negative duration or one that is not a whole number of
+    milliseconds, because Prometheus durations have millisecond resolution.
+    """
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, not {seconds!r} s")
+    milliseconds = round(seconds * 1000)
+    if abs(milliseconds - seconds * 1000) > 1e-6:
+        raise ValueError(f"duration {seconds!r} s is not a whole number of ms")
+    if milliseconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in _DURATION_UNITS:
+        count, milliseconds = divmod(milliseconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def alerting_rule(rule: AlertRule) -> dict[str, Any]:
+    """Build the Prometheus alerting rule for ``rule``, which must have PromQL."""
+    if rule.promql is None:
+        raise ValueError(f"alert rule {rule.name!r} has no PromQL expression")
+    return {
+        "alert": rule.name,
+        "expr": rule.promql,
+        "for": prometheus_duration(rule.for_seconds),
+        "labels": {"severity": SEVERITIES[rule.tier], "tier": str(rule.tier)},
+        "annotations": {
+            "summary": rule.summary,
+            "runbook": f"veerunbook run {rule.procedure}",
+        },
+    }
+
+
+def rules_document(rules: Iterable[AlertRule] = ALERT_RULES) -> dict[str, Any]:
+    """Build the rule file's content: one group with every rule that has PromQL."""
+    exported = [alerting_rule(rule) for rule in rules if rule.promql is not None]
+    return {"groups": [{"name": GROUP_NAME, "rules": exported}]}
+
+
+def export_yaml(rules: Iterable[AlertRule] = ALERT_RULES) -> str:
+    """Render ``rules`` as a Prometheus rule file, with the left-out rules on top.
+
+    The text depends only on the rules, so two exports of the same rules are equal.
+    """
+    rules = tuple(rules)
+    body = yaml.safe_dump(
+        rules_document(rules),
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        # A wide line keeps each PromQL expression on one line.
+        width=1_000_000,
+    )
+    return _header(rules) + body
+
+
+def _header(rules: tuple[AlertRule, ...]) -> str:
+    lines = ["# Prometheus alerting rules exported by 'veerunbook alerts export'."]
+    left_out = [rule for rule in rules if rule.promql is None]
+    if left_out:
+        lines.append("# Left out because the target exports no metric for the signal:")
+        for rule in left_out:
+            reason = " ".join(rule.derivation.split()) or "no derivation given."
+            lines.append(f"#   {rule.name}: {reason}")
+    return "\n".join(lines) + "\n"
