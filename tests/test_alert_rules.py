@@ -87,7 +87,8 @@ def test_promql_expressions() -> None:
         "nodejs_heap_size_used_bytes / nodejs_heap_size_limit_bytes > 0.85"
     )
     assert expressions["PoolUtilisationP2"] == (
-        'sum(database_connections{state="active"}) / database_connections_max > 0.8'
+        'sum by (job, instance) (database_connections{state="active"})'
+        " / sum by (job, instance) (database_connections_max) > 0.8"
     )
     # The histogram is in seconds: 2000 ms is 2.0 s.
     assert str(expressions["ResponseTimeP95P1"]).endswith(") > 2.0")

@@ -93,7 +93,12 @@ _P95_SECONDS = (
 # "Memory usage" is read as V8 heap used over the heap limit, which is our choice,
 # because resident memory has no limit on the target to divide by.
 _MEMORY_RATIO = "nodejs_heap_size_used_bytes / nodejs_heap_size_limit_bytes"
-_POOL_RATIO = 'sum(database_connections{state="active"}) / database_connections_max'
+# Both sides are summed by instance: Prometheus adds job and instance labels to every
+# scraped series, and a plain sum() on one side only would match nothing.
+_POOL_RATIO = (
+    'sum by (job, instance) (database_connections{state="active"})'
+    " / sum by (job, instance) (database_connections_max)"
+)
 _BLOCKED_PER_MIN = "increase(security_blocked_ips_total[1m])"
 
 # NOTE: availability is derived as 1 - the 5xx ratio of user requests, which is our
