@@ -8,8 +8,8 @@ rows. Its keys are the ones the demo service's ``db-backup`` operation writes
 (``name``, ``createdAt``, ``file``, ``sizeBytes``, ``sha256``, ``tables``), so the
 procedure and the demo read each other's manifests. Two optional keys record which
 database engine made the backup (``engine``) and whether the data passed the
-application's validation when it was backed up (``dataValid``; the demo writes
-``paymentsValid``).
+application's validation when it was backed up (``dataValid``). The demo writes
+the second key as ``paymentsValid``.
 
 A table's digest is the SHA-256 of one line per row in a fixed order. Each line is
 the row's values as a JSON array, with blobs as hex text, and a newline.
@@ -169,6 +169,22 @@ def file_digest(path: Path) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
+
+
+def file_problems(path: Path, manifest: Manifest) -> list[str]:
+    """Compare a backup file's size and SHA-256 with its manifest; return the
+    problems found, or an empty list."""
+    if not path.is_file():
+        return [f"backup file {path} not found"]
+    size, digest = file_digest(path)
+    if size == 0:
+        return [f"backup file {path} is empty"]
+    problems = []
+    if size != manifest.size_bytes:
+        problems.append(f"size {size} bytes, the manifest {manifest.size_bytes}")
+    if digest != manifest.sha256:
+        problems.append("the file's SHA-256 differs from the manifest")
+    return problems
 
 
 def digest_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """PostgreSQL backups with pg_dump, their verification and the restore.
 
 ``dump_pg`` runs ``pg_dump -Fc`` while a read-only, repeatable-read transaction of
-this process holds a snapshot it exported. pg_dump reads with that snapshot
+this process keeps open a snapshot it exported. pg_dump reads with that snapshot
 (``--snapshot``), and the manifest's table digests are computed in the same
 transaction, so the archive and its manifest describe the same moment.
 ``verify_pg_backup`` checks an archive against its manifest: a size above zero, the
@@ -29,6 +29,7 @@ from veerunbook.backup_manifest import (
     Manifest,
     check_backup_name,
     file_digest,
+    file_problems,
     utc_text,
     write_manifest,
 )
@@ -100,7 +101,7 @@ def dump_pg(
 
     Raises UsageError for an invalid or taken name or a missing pg_dump,
     DatabaseUnavailable when the server cannot be reached, and BackupError when
-    pg_dump fails; then no file is left under the backup's name.
+    pg_dump fails. After any of these, no file is left under the backup's name.
     """
     program = _require_tool("pg_dump")
     target = folder / f"{check_backup_name(name)}{SUFFIX}"
@@ -146,18 +147,10 @@ def verify_pg_backup(
 ) -> list[str]:
     """Check the archive of ``manifest`` against it; return the problems found."""
     path = folder / manifest.file
-    if not path.is_file():
-        return [f"backup file {path} not found"]
-    size, digest = file_digest(path)
-    if size == 0:
-        return [f"backup file {path} is empty"]
-    problems = []
-    if size != manifest.size_bytes:
-        problems.append(f"size {size} bytes, the manifest {manifest.size_bytes}")
-    if digest != manifest.sha256:
-        problems.append("the file's SHA-256 differs from the manifest")
+    problems = file_problems(path, manifest)
     if problems:
         return problems
+
     program = find_tool("pg_restore")
     if program is None:
         return ["pg_restore not found, so the archive cannot be read"]

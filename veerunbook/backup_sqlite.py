@@ -33,6 +33,7 @@ from veerunbook.backup_manifest import (
     compare_tables,
     digest_rows,
     file_digest,
+    file_problems,
     utc_text,
     write_manifest,
 )
@@ -147,16 +148,7 @@ def describe_file(
 def verify_sqlite_backup(folder: Path, manifest: Manifest) -> list[str]:
     """Check the backup of ``manifest`` against it; return the problems found."""
     path = folder / manifest.file
-    if not path.is_file():
-        return [f"backup file {path} not found"]
-    size, digest = file_digest(path)
-    if size == 0:
-        return [f"backup file {path} is empty"]
-    problems = []
-    if size != manifest.size_bytes:
-        problems.append(f"size {size} bytes, the manifest {manifest.size_bytes}")
-    if digest != manifest.sha256:
-        problems.append("the file's SHA-256 differs from the manifest")
+    problems = file_problems(path, manifest)
     if problems:
         return problems
     try:
