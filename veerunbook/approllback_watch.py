@@ -111,7 +111,7 @@ def figures(series: list[Sample], last_seconds: float | None = None) -> Figures 
     span = done[first:]
     rate = window_rate(span)
     first_scrape, last_scrape = span[0].scrape, span[-1].scrape
-    # The span holds two or more successful scrapes, so both are set and the
+    # The span contains two or more successful scrapes, so both are set and the
     # window has an interval.
     assert rate is not None
     assert first_scrape is not None

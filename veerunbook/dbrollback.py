@@ -89,6 +89,7 @@ class DatabaseRollback:
             reason = "no backup folder: run with -p backup_dir DIR"
             self.session.run.check("backups", "error", summary=reason)
             return Nothing(reason)
+
         since = self._corrupted_since()
         if since is None:
             reason = (
@@ -98,6 +99,7 @@ class DatabaseRollback:
             facts.choice = Choice(reason=reason)
             self.session.run.check("backups", "error", summary=reason)
             return Nothing(reason)
+
         facts.choice = list_candidates(
             self.session,
             facts.folder,
@@ -112,8 +114,9 @@ class DatabaseRollback:
             if chosen
             else f"no backup to restore: {facts.choice.reason}"
         )
-        # Without a backup to restore, corruption cannot be repaired: a finding.
-        # Without corruption it is worth knowing, but nothing needs the backup now.
+
+        # Without a backup to restore, corruption cannot be repaired, so it is a
+        # finding. Without corruption it is a warning: nothing needs the backup now.
         corrupted = facts.evidence is not None and facts.evidence.corrupted
         missing = "fail" if corrupted else "warn"
         self.session.run.check(

@@ -12,7 +12,7 @@ the data afterwards. Both use the same sources:
 
 After a restore, ``validate`` also compares every table's row count and digest with
 the manifest of the restored backup. Each check's name ends in ``BEFORE`` or
-``AFTER``, so that the summary of a run that restored tells the two readings apart.
+``AFTER``, so that the summary of a run that restored separates the two readings.
 """
 
 from __future__ import annotations

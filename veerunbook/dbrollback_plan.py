@@ -5,7 +5,7 @@ the backup folder, the evidence of corruption, the backup chosen, the traffic
 measured and the end of every action so far.
 
 A precondition that depends on an earlier action reads that action's result. In a
-dry-run the earlier action ends as ``dry-run``, so the precondition holds with a
+dry-run the earlier action ends as ``dry-run``, so the precondition passes with a
 detail saying what a confirmed run requires there. That way the plan of a dry-run
 lists every step as ``dry-run`` instead of refusing the restore only because the
 traffic was not really stopped. The evidence of corruption and the backup to

@@ -31,10 +31,11 @@ def diagnosis_line(session: Session, facts: RollbackFacts, confirmed: bool) -> s
     if evidence.unreachable and not evidence.corrupted:
         url = session.redactor.mask(session.target.base_url or "-")
         return unreachable_line(evidence.unreachable, url)
+
     head = (
         f"data corruption: {evidence.line()}" if evidence.corrupted else evidence.line()
     )
-    results = [facts.results[name] for name in facts.results]
+    results = list(facts.results.values())
     refused = [result for result in results if result.mode == "refused"]
     if results and len(refused) == len(results):
         if not evidence.corrupted and not facts.params.force:
@@ -43,10 +44,12 @@ def diagnosis_line(session: Session, facts: RollbackFacts, confirmed: bool) -> s
                 "only when data corruption is detected (-p force True acts anyway)"
             )
         return f"{head}; nothing was changed: {refused[0].detail}"
+
     if not evidence.corrupted and facts.params.force:
         head = f"{head}; force is set"
     if not confirmed:
         return f"{head}; {_planned(facts, refused)}"
+
     if facts.mode_of(_RESUMED) in DONE:
         return (
             f"{head}; {_restored(facts)}; validation passed; traffic back to full"

@@ -16,7 +16,7 @@ The runbook resumes in stages, and ``check_stage`` checks each: after
 the GET user flows do (after the login flow), and after ``full`` a POST user flow
 does. For that stage the flows that ask for a dry run (``"dryRun": true``) are
 sent when there are any, because they exercise the write path without storing
-anything; otherwise every POST flow but the login is sent.
+anything. Without such flows, every POST flow but the login is sent.
 """
 
 from __future__ import annotations

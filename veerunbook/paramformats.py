@@ -8,7 +8,7 @@ always passes, because it means "choose for me" in every procedure that uses a
 format.
 
 The checks are syntax only. Whether an address may be blocked or a version exists is
-decided by the procedure, which knows the target.
+decided by the procedure, which reads the target.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a PostgreSQL database contains: table digests and amcheck's index check.
+"""Content checks of a PostgreSQL database: table digests and amcheck's index check.
 
 ``snapshot_session`` opens a read-only, repeatable-read transaction, so that every
 read in it returns the database as it was at one moment. ``pg_digests`` covers every

@@ -288,9 +288,9 @@ class RunContext:
         if self.standalone:
             self._journal_finish(status, duration)
         elif status != verdict:
-            # The runner writes run.finished from the journal; this note carries a
-            # status the procedure chose over the checks' verdict, such as "ok" once
-            # its change fixed what the failed checks found before it.
+            # The runner writes run.finished from the journal, so this note carries
+            # a status the procedure chose over the checks' verdict. An example is
+            # "ok" once its change fixed what the failed checks found before it.
             text = (
                 f"run status set by the procedure: {status} (the checks give {verdict})"
             )
