@@ -134,6 +134,7 @@ def test_export_annotations() -> None:
     assert annotations == {
         "summary": "The 95th percentile response time was above 2000 ms for 5 minutes.",
         "runbook": "veerunbook run performance-degradation",
+        "procedure": "performance-degradation",
     }
 
 

@@ -115,3 +115,9 @@ def test_condition_strict() -> None:
 def test_unknown_rule_name() -> None:
     with pytest.raises(KeyError, match="ErrorRateP0"):
         rule_named("NoSuchRule")
+
+
+def test_promql_leaves_out_probe_routes() -> None:
+    # The same routes as the embedded error rate's default exclusion.
+    expression = str(rule_named("ErrorRateP0").promql)
+    assert 'endpoint!~"/metrics|/health.*|/readyz|/healthz"' in expression

@@ -64,6 +64,7 @@ def alerting_rule(rule: AlertRule) -> dict[str, Any]:
         "annotations": {
             "summary": rule.summary,
             "runbook": f"veerunbook run {rule.procedure}",
+            "procedure": rule.procedure,
         },
     }
 

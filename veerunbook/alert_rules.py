@@ -80,15 +80,18 @@ class AlertRule:
         return self.comparison.is_met(value, self.threshold)
 
 
-# User requests: the target's request counter without its own /metrics scrapes.
-_REQUESTS = 'http_requests_total{endpoint!="/metrics"}'
-_ERRORS = 'http_requests_total{endpoint!="/metrics",status_code=~"5.."}'
+# User requests: the target's request counter without scrapes and health probes,
+# the routes that ``veerunbook.metrics_window.DEFAULT_EXCLUDE`` leaves out of the
+# error rate, so the exported rules and the embedded evaluation count alike.
+_PROBES = 'endpoint!~"/metrics|/health.*|/readyz|/healthz"'
+_REQUESTS = f"http_requests_total{{{_PROBES}}}"
+_ERRORS = f'http_requests_total{{{_PROBES},status_code=~"5.."}}'
 # The 1-minute rate window of the ratio expressions is our choice, because the runbook
 # gives only the hold time, which the rule's ``for`` carries.
 _ERROR_RATIO = f"sum(rate({_ERRORS}[1m])) / sum(rate({_REQUESTS}[1m]))"
 _P95_SECONDS = (
     "histogram_quantile(0.95, sum by (le) "
-    '(rate(http_request_duration_seconds_bucket{endpoint!="/metrics"}[1m])))'
+    f"(rate(http_request_duration_seconds_bucket{{{_PROBES}}}[1m])))"
 )
 # "Memory usage" is read as V8 heap used over the heap limit, which is our choice,
 # because resident memory has no limit on the target to divide by.
