@@ -1,14 +1,19 @@
 """SQLite store of scraped signal samples, kept under the archive for alert evaluation.
 
-The database is ``<archive>/alerts/samples.sqlite3`` in WAL mode, so readers do not
-block the single writer that appends one scrape at a time.
+Each target has its own database, ``<archive>/alerts/<slug>/samples.sqlite3`` in WAL
+mode, so readers do not block the single writer that appends one scrape at a time.
+Besides the samples it keeps the latest scrapes' exposition bodies, from which the next
+check computes its window signals, and each rule's last journaled alert state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -21,19 +26,75 @@ logger = logging.getLogger("veerunbook.alert_store")
 # Seconds a write waits for another connection's write lock before failing.
 _BUSY_TIMEOUT_SECONDS = 5.0
 
-_SCHEMA = """
+# How long samples are kept: two days, far beyond the longest rule's 15 min hold time
+# plus its window, so a replay or a look back over yesterday still finds them.
+DEFAULT_RETENTION_SECONDS = 2 * 24 * 3600.0
+# Exposition bodies kept, newest first. The next check needs only the latest.
+KEPT_SCRAPES = 3
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS samples (
     time REAL NOT NULL,
     signal TEXT NOT NULL,
     value REAL,
     PRIMARY KEY (signal, time)
 ) WITHOUT ROWID
-"""
+""",
+    """
+CREATE TABLE IF NOT EXISTS scrapes (
+    time REAL PRIMARY KEY,
+    body TEXT NOT NULL
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS rule_states (
+    rule TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since REAL,
+    changed REAL NOT NULL
+)
+""",
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def store_path(archive: Path) -> Path:
-    """Return the path of the sample database under ``archive``."""
-    return archive / "alerts" / "samples.sqlite3"
+@dataclass(frozen=True)
+class StoredScrape:
+    """One stored exposition body and its scrape time (Unix seconds)."""
+
+    time: float
+    body: str
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """A rule's last journaled alert state.
+
+    ``since`` is when the alert became active (None while inactive), and ``changed``
+    when the state was stored, both Unix seconds.
+    """
+
+    rule: str
+    state: str
+    since: float | None
+    changed: float
+
+
+def target_slug(target_name: str) -> str:
+    """Return a folder name for ``target_name``: safe characters plus a short hash.
+
+    Characters other than letters, digits and ``-_.`` become ``-``. The first 8 hex
+    digits of the name's SHA-256 keep two names that map to the same text apart.
+    """
+    digest = hashlib.sha256(target_name.encode("utf-8")).hexdigest()[:8]
+    readable = _UNSAFE.sub("-", target_name).strip("-.")[:60] or "target"
+    return f"{readable}-{digest}"
+
+
+def store_path(archive: Path, target_name: str) -> Path:
+    """Return the path of ``target_name``'s sample database under ``archive``."""
+    return archive / "alerts" / target_slug(target_name) / "samples.sqlite3"
 
 
 class SampleStore:
@@ -43,14 +104,15 @@ class SampleStore:
     evaluation treats as a failed evaluation.
     """
 
-    def __init__(self, archive: Path) -> None:
-        self.path = store_path(archive)
+    def __init__(self, archive: Path, target_name: str) -> None:
+        self.path = store_path(archive, target_name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(
             self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None
         )
         self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute(_SCHEMA)
+        for statement in _SCHEMA:
+            self._connection.execute(statement)
         logger.debug("opened sample store %s", self.path)
 
     def append(self, time: float, values: Mapping[Signal, float | None]) -> None:
@@ -86,6 +148,63 @@ class SampleStore:
             (Signal(signal).value, start, end),
         )
         return [SignalSample(time, value) for time, value in cursor.fetchall()]
+
+    def has_samples_at(self, time: float) -> bool:
+        """Return whether a scrape at ``time`` is already stored."""
+        row = self._connection.execute(
+            "SELECT 1 FROM samples WHERE time = ? LIMIT 1", (time,)
+        ).fetchone()
+        return row is not None
+
+    def prune(self, before: float) -> int:
+        """Delete the samples older than ``before`` (Unix seconds); return how many."""
+        cursor = self._connection.execute(
+            "DELETE FROM samples WHERE time < ?", (before,)
+        )
+        if cursor.rowcount:
+            logger.debug("pruned %d samples older than %s", cursor.rowcount, before)
+        return cursor.rowcount
+
+    def save_scrape(self, time: float, body: str) -> None:
+        """Store an exposition body scraped at ``time``, keeping the newest few."""
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            self._connection.execute(
+                "INSERT OR REPLACE INTO scrapes (time, body) VALUES (?, ?)",
+                (time, body),
+            )
+            self._connection.execute(
+                "DELETE FROM scrapes WHERE time NOT IN"
+                " (SELECT time FROM scrapes ORDER BY time DESC LIMIT ?)",
+                (KEPT_SCRAPES,),
+            )
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    def last_scrape(self, before: float) -> StoredScrape | None:
+        """Return the newest stored scrape taken before ``before``, if any."""
+        row = self._connection.execute(
+            "SELECT time, body FROM scrapes WHERE time < ? ORDER BY time DESC LIMIT 1",
+            (before,),
+        ).fetchone()
+        return None if row is None else StoredScrape(row[0], row[1])
+
+    def rule_states(self) -> dict[str, RuleState]:
+        """Return each rule's last stored alert state, by rule name."""
+        cursor = self._connection.execute(
+            "SELECT rule, state, since, changed FROM rule_states"
+        )
+        return {row[0]: RuleState(*row) for row in cursor.fetchall()}
+
+    def set_rule_state(self, state: RuleState) -> None:
+        """Store ``state`` as its rule's last journaled state."""
+        self._connection.execute(
+            "INSERT OR REPLACE INTO rule_states (rule, state, since, changed)"
+            " VALUES (?, ?, ?, ?)",
+            (state.rule, state.state, state.since, state.changed),
+        )
 
     def journal_mode(self) -> str:
         """Return SQLite's journal mode of the open database, ``wal`` once opened."""

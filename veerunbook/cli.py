@@ -134,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     alerts = commands.add_parser("alerts", help="work with the runbook's alert rules")
     alert_commands = alerts.add_subparsers(
-        dest="alerts_command", required=True, parser_class=_Parser, metavar="{export}"
+        dest="alerts_command",
+        required=True,
+        parser_class=_Parser,
+        metavar="{export,check}",
     )
     export = alert_commands.add_parser(
         "export", help="write the alert rules as a Prometheus rule file"
@@ -145,6 +148,39 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="rule file to write, replaced atomically (default: standard output)",
+    )
+    check = alert_commands.add_parser(
+        "check",
+        help="evaluate the alert rules once against a target, without a notebook",
+    )
+    check.add_argument(
+        "--target",
+        help="target name, 'demo', 'demo:SCENARIO' or a base URL "
+        "(default: the configured default_target)",
+    )
+    check.add_argument(
+        "--archive",
+        help="archive root holding alerts/ (default: $VEERUNBOOK_ARCHIVE or ./outputs)",
+    )
+    check.add_argument(
+        "--sample-seconds",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between the two scrapes when no recent scrape is stored "
+        "(default 10)",
+    )
+    check.add_argument(
+        "--interval-seconds",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between scheduled checks (default 60)",
+    )
+    check.add_argument(
+        "--no-store",
+        action="store_true",
+        help="read the stored samples but write nothing",
     )
     return parser
 

@@ -313,6 +313,8 @@ def _simulate(args: argparse.Namespace, config: Config, redactor: Redactor) -> i
 
 
 def _alerts(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    if args.alerts_command == "check":
+        return _alerts_check(args, config, redactor)
     from veerunbook.alert_export import export_yaml, rules_document
     from veerunbook.journal import write_atomic
 
@@ -331,3 +333,42 @@ def _alerts(args: argparse.Namespace, config: Config, redactor: Redactor) -> int
         ) from None
     _log.info("wrote %d alerting rules to %s", count, args.output)
     return 0
+
+
+def _alerts_check(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    """Evaluate the alert rules once; print one line per rule; 1 while any fires."""
+    from veerunbook.alert_check import check_alerts
+    from veerunbook.alert_units import rule_value_text
+    from veerunbook.target import connect
+
+    for option in ("sample_seconds", "interval_seconds"):
+        value = getattr(args, option)
+        if not 0 < value <= 3600:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} must be above 0 and at most 3600, not {value!r}")
+    archive = _checked_archive(args.archive)
+    with connect(args.target or None, config) as target:
+        result = check_alerts(
+            target,
+            archive,
+            interval_seconds=args.interval_seconds,
+            sample_seconds=args.sample_seconds,
+            redactor=redactor,
+            store=not args.no_store,
+        )
+    if result.skipped:
+        print(redactor.mask(f"skipped: {result.skipped}"))
+        return 1
+    if result.scrape_error:
+        print(redactor.mask(f"scrape failed: {result.scrape_error}"))
+    for status in result.rules:
+        rule = status.rule
+        value, unit = rule_value_text(rule, status.value)
+        threshold, _ = rule_value_text(rule, rule.threshold)
+        shown = "-" if value is None else f"{value:g}"
+        print(
+            f"{status.state.value:<8} {rule.tier.value} {rule.name:<30}"
+            f" {shown} {unit} ({rule.comparison.value} {threshold:g}"
+            f" for {rule.for_seconds:g} s)"
+        )
+    return 1 if result.firing or result.scrape_error else 0

@@ -4,7 +4,6 @@ recommend the next procedures, and summarise every check.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from veerunbook.triage import Triage
-
-NOTIFY_TIMEOUT_SECONDS = 5.0
 
 # Follow-up procedures with the finding that calls for each, in the runbook's order.
 _PROCEDURES = (
@@ -118,22 +115,11 @@ def send_notification(triage: Triage, message: dict[str, Any], send: bool) -> st
     Returns what happened in one line. The webhook URL is a secret: it is read from
     the environment variable the configuration names and never shown.
     """
-    import httpx
+    from veerunbook.notify import deliver
 
-    run = triage.session.run
     variable = triage.session.config.notify_webhook_env
-    url = os.environ.get(variable) if variable else None
-    if not send or not url:
-        why = "sending not requested" if not send else "no webhook configured"
-        run.note(f"notification prepared, not sent ({why})", message=message)
-        return f"prepared, not sent: {why}"
-    try:
-        response = httpx.post(url, json=message, timeout=NOTIFY_TIMEOUT_SECONDS)
-        outcome = f"sent, webhook answered HTTP {response.status_code}"
-    except httpx.HTTPError as exc:
-        outcome = f"sending failed: {exc.__class__.__name__}"
-    run.note(f"notification {outcome}", message=message)
-    return outcome
+    delivery = deliver(message, variable=variable, send=send, run=triage.session.run)
+    return delivery.outcome
 
 
 def recommend(triage: Triage) -> pd.DataFrame:

@@ -1,0 +1,122 @@
+"""The scrapes of one alert check and the signal values computed from them.
+
+The window signals (error rate, availability, p95) need two scrapes. A check uses
+the scrape stored by the check before it when that one is recent enough, so each
+check scrapes once. The first check, or one after a gap, scrapes twice
+``sample_seconds`` apart instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from veerunbook.alert_rules import Signal
+from veerunbook.alert_signals import signal_values
+from veerunbook.alert_store import StoredScrape
+from veerunbook.metrics_parse import parse_exposition
+from veerunbook.metrics_scrape import Scrape
+from veerunbook.probe import probe
+
+if TYPE_CHECKING:
+    from veerunbook.config import Target
+    from veerunbook.record import RunContext
+    from veerunbook.redact import Redactor
+
+
+class CheckContext(Protocol):
+    """The part of an alert check's context that scraping reads."""
+
+    target: Target
+    now: float
+    sample_seconds: float
+    run: RunContext | None
+    redactor: Redactor | None
+    progress: Callable[[str], None] | None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Signal values of one check, the body to store, and what went wrong.
+
+    ``body`` is the latest exposition (None after a failed scrape), and
+    ``window_seconds`` the span between the two scrapes the window signals cover.
+    """
+
+    values: dict[Signal, float | None]
+    body: str | None
+    error: str | None
+    window_seconds: float | None
+
+
+def measure_signals(
+    context: CheckContext, previous: StoredScrape | None
+) -> Measurement:
+    """Scrape the target and compute every signal; never raises for a bad target.
+
+    ``previous`` is the stored scrape to measure the window from. Without it, a
+    first scrape is taken and the second follows ``sample_seconds`` later.
+    """
+    before: Scrape | None = None
+    window: float | None = None
+    if previous is not None:
+        before = parse_exposition(previous.body, scraped_at=previous.time)
+        window = context.now - previous.time
+    else:
+        first_at = context.now - context.sample_seconds
+        before, _, error = _scrape(context, "metrics (first scrape)", first_at)
+        if before is None:
+            return Measurement(_nothing(), None, error, None)
+        _wait(context.sample_seconds, context.progress)
+        window = context.sample_seconds
+    after, body, error = _scrape(context, "metrics", context.now)
+    if after is None:
+        return Measurement(_nothing(), None, error, None)
+    return Measurement(signal_values(before, after), body, None, window)
+
+
+def _scrape(
+    context: CheckContext, name: str, at: float
+) -> tuple[Scrape | None, str, str | None]:
+    """Scrape the metrics endpoint with the target's limits; journal the probe.
+
+    ``at`` is the scrape's time on the check's clock, which a replay sets, so
+    the window between a stored scrape and this one follows that clock.
+    """
+    target = context.target
+    limits = target.timeouts
+    result = probe(
+        target.url("metrics"),
+        name=name,
+        expect="metrics",
+        connect_timeout=limits.connect_seconds,
+        read_timeout=limits.read_seconds,
+        total_timeout=limits.connect_seconds + 2 * limits.read_seconds,
+        max_body_bytes=limits.max_body_bytes,
+        redactor=context.redactor,
+    )
+    if context.run is not None:
+        context.run.record_probe(result)
+    if result.status != "pass" or result.http_status != 200:
+        return None, "", f"{name}: {result.summary()}"
+    if result.truncated:
+        return None, "", f"{name}: body cut at {limits.max_body_bytes} bytes"
+    scrape = parse_exposition(result.text, scraped_at=at)
+    if not scrape.samples:
+        return None, "", f"{name}: the body contains no metric samples"
+    return scrape, result.text, None
+
+
+def _nothing() -> dict[Signal, float | None]:
+    return dict.fromkeys(Signal)
+
+
+def _wait(seconds: float, progress: Callable[[str], None] | None) -> None:
+    """Sleep ``seconds`` in steps, reporting the time left about every 5 seconds."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while (left := deadline - time.monotonic()) > 0:
+        if progress is not None:
+            progress(f"waiting for the second scrape: {left:.0f} s left")
+        time.sleep(min(5.0, left))
