@@ -215,3 +215,19 @@ def test_concurrent_opens_create_one_incident(tmp_path: Path) -> None:
     assert events.count("incident.opened") == 1
     assert events.count("incident.updated") == 7
     assert verify(tmp_path / "INC-1").ok
+
+
+def test_reopen_clears_resolution(tmp_path: Path) -> None:
+    open_or_update(tmp_path, "INC-1", resolve=True)
+    incident = open_or_update(tmp_path, "INC-1", reopen=True)
+    event = Journal(tmp_path / "INC-1").events()[-1]
+    assert incident.resolved_at is None
+    assert event["reopened_at"] == incident.updated_at
+    assert event["previous_resolved_at"] is not None
+
+
+def test_reopen_of_open_incident_changes_nothing(tmp_path: Path) -> None:
+    open_or_update(tmp_path, "INC-1")
+    events = len(Journal(tmp_path / "INC-1").events())
+    open_or_update(tmp_path, "INC-1", reopen=True)
+    assert len(Journal(tmp_path / "INC-1").events()) == events

@@ -182,7 +182,79 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the stored samples but write nothing",
     )
+    _add_receive(commands)
     return parser
+
+
+def _add_receive(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """Add the ``receive`` subcommand: the Alertmanager webhook receiver."""
+    receive = commands.add_parser(
+        "receive",
+        help="receive Alertmanager webhooks and run the mapped procedures",
+    )
+    receive.add_argument(
+        "--listen",
+        required=True,
+        metavar="IP:PORT",
+        help="address to listen on, e.g. 127.0.0.1:9095 (port 0: any free port)",
+    )
+    receive.add_argument(
+        "--target",
+        help="target of every run (default: the configured default_target)",
+    )
+    receive.add_argument(
+        "--archive", help="archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)"
+    )
+    receive.add_argument(
+        "--dedupe-seconds",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="drop an alert repeated with the same status and start within this "
+        "many seconds (default 300)",
+    )
+    receive.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="reject a webhook body larger than this with 413 (default 1048576)",
+    )
+    receive.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="environment variable holding the bearer token that every request "
+        "must carry (default: no token required)",
+    )
+    receive.add_argument(
+        "--no-run",
+        action="store_true",
+        help="journal the alerts but start no procedure run",
+    )
+    receive.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="notebook parameter for every run whose procedure declares it",
+    )
+    receive.add_argument(
+        "--run-timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="abort a run after this many seconds (default 3600)",
+    )
+    receive.add_argument(
+        "--queue-size",
+        type=int,
+        default=32,
+        metavar="RUNS",
+        help="runs that may wait for the worker; an alert beyond it is journaled "
+        "as not run (default 32)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,6 +50,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "drill": _drill,
         "simulate": _simulate,
         "alerts": _alerts,
+        "receive": _receive,
     }
     with _log_to_stderr(redactor, args.verbose):
         return handlers[args.command](args, config, redactor)
@@ -333,6 +334,12 @@ def _alerts(args: argparse.Namespace, config: Config, redactor: Redactor) -> int
         ) from None
     _log.info("wrote %d alerting rules to %s", count, args.output)
     return 0
+
+
+def _receive(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    from veerunbook.receive_cli import run_receiver
+
+    return run_receiver(args, config, redactor)
 
 
 def _alerts_check(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:

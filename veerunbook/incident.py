@@ -129,12 +129,14 @@ def open_or_update(
     severity: str | None = None,
     acknowledge: bool = False,
     resolve: bool = False,
+    reopen: bool = False,
     redactor: Redactor | None = None,
 ) -> Incident:
     """Create the incident or apply the given changes, journaling what changed.
 
     ``None`` and ``False`` leave a value as it is. A first acknowledgement or
-    resolution is kept when repeated. Every change is journaled before
+    resolution is kept when repeated. ``reopen`` clears the resolution of a resolved
+    incident and journals when that happened. Every change is journaled before
     ``incident.json`` is rewritten, so the journal never misses a change.
     """
     _check_severity(severity)
@@ -154,6 +156,10 @@ def open_or_update(
             incident = Incident(incident_id, "", None, now, None, None, now)
             event = "incident.opened"
         changes = _apply(incident, now, title, severity, acknowledge, resolve)
+        if reopen and incident.resolved_at is not None and not resolve:
+            changes["reopened_at"] = now
+            changes["previous_resolved_at"] = incident.resolved_at
+            incident.resolved_at = None
         if event == "incident.updated" and not changes:
             return incident
 

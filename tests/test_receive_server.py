@@ -1,0 +1,256 @@
+"""The webhook receiver over HTTP: a real uvicorn on loopback and the CLI process.
+
+Most tests serve the app in this process without runs. One test starts
+``veerunbook receive`` as a subprocess against the embedded target, lets it run one
+``triage`` for an alert, stops it with SIGTERM during the run and checks that the run
+still finished and was journaled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from veerunbook.cli import main
+from veerunbook.incident import load_incident
+from veerunbook.journal import Journal
+from veerunbook.receive import Receiver
+from veerunbook.receive_app import ReceiverServer, build_app
+
+CASE = Path(__file__).parent / "fixtures" / "alertmanager-webhook-v4"
+FILES = (
+    "01-firing.json",
+    "02-mixed-root-says-firing.json",
+    "03-resolved.json",
+    "04-truncated.json",
+)
+KNOWN = frozenset({"triage", "high-error-rate"})
+ERROR_RATE_INCIDENT = "alert-5f2c1b9a0e7d3c48-20261204T142230"
+LATENCY_INCIDENT = "alert-a17e40d3b2c95f61-20261204T142500"
+TOKEN = "receiver-test-token-4d1c"
+JSON = {"Content-Type": "application/json"}
+# A deadline for waiting on the subprocess, not an assertion on its speed.
+WAIT_SECONDS = 180.0
+
+
+def body(name: str) -> bytes:
+    return (CASE / name).read_bytes()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    server = ReceiverServer(
+        build_app(receiver, max_body_bytes=64 * 1024), "127.0.0.1", 0
+    )
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[str]:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    server = ReceiverServer(build_app(receiver, token=TOKEN), "127.0.0.1", 0)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def test_healthz_ok(served: str) -> None:
+    assert httpx.get(f"{served}/healthz").status_code == 200
+
+
+def test_fixtures_in_order(served: str, tmp_path: Path) -> None:
+    answers = [httpx.post(served, content=body(n), headers=JSON) for n in FILES]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200]
+    summaries = [a.json() for a in answers]
+    assert [s["accepted"] for s in summaries] == [2, 1, 1, 2]
+    assert [s["duplicates"] for s in summaries] == [0, 1, 1, 0]
+    assert summaries[3]["truncated"] == (
+        "3 alerts of the group missing from the payload (5 in total, 2 present)"
+    )
+
+
+def test_fixtures_leave_incident_state(served: str, tmp_path: Path) -> None:
+    for name in FILES[:3]:
+        httpx.post(f"{served}/alerts", content=body(name), headers=JSON)
+    assert load_incident(tmp_path / ERROR_RATE_INCIDENT).resolved_at is not None
+    assert load_incident(tmp_path / LATENCY_INCIDENT).resolved_at is not None
+    texts = [
+        e["text"]
+        for e in Journal(tmp_path / LATENCY_INCIDENT).events()
+        if e["event"] == "note"
+    ]
+    assert len(texts) == 2
+    assert "resolved after 33 min 00 s" in texts[1]
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "expected"),
+    [
+        (b"{not json", 400, "invalid JSON body"),
+        (b"[1, 2]", 400, "expected a JSON object"),
+        (b'{"version": "4"}', 400, "missing field alerts"),
+        (b"[" * 50_000, 400, "nested too deeply"),
+        (body(FILES[0]).replace(b'"version": "4"', b'"version": "5"'), 422, "'5'"),
+    ],
+)
+def test_malformed_payload_rejected(
+    served: str, content: bytes, status: int, expected: str
+) -> None:
+    answer = httpx.post(served, content=content, headers=JSON)
+    assert answer.status_code == status
+    assert expected in answer.json()["error"]
+
+
+def test_serving_after_malformed_payload(served: str) -> None:
+    httpx.post(served, content=b"{not json", headers=JSON)
+    answer = httpx.post(served, content=body(FILES[0]), headers=JSON)
+    assert answer.status_code == 200
+
+
+def test_wrong_content_type_is_415(served: str) -> None:
+    answer = httpx.post(
+        served, content=body(FILES[0]), headers={"Content-Type": "text/plain"}
+    )
+    assert answer.status_code == 415
+
+
+def test_large_body_is_413(served: str) -> None:
+    answer = httpx.post(served, content=b" " * (64 * 1024 + 1), headers=JSON)
+    assert answer.status_code == 413
+
+
+def test_large_chunked_body_is_413(served: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(100):
+            yield b" " * 1024
+
+    answer = httpx.post(served, content=chunks(), headers=JSON)
+    assert "content-length" not in answer.request.headers
+    assert answer.status_code == 413
+
+
+def test_get_on_webhook_is_405(served: str) -> None:
+    assert httpx.get(served).status_code == 405
+
+
+def test_missing_token_is_401(guarded: str) -> None:
+    answer = httpx.post(guarded, content=body(FILES[0]), headers=JSON)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_wrong_token_is_401(guarded: str) -> None:
+    headers = JSON | {"Authorization": "Bearer wrong"}
+    assert (
+        httpx.post(guarded, content=body(FILES[0]), headers=headers).status_code == 401
+    )
+
+
+def test_right_token_accepted(guarded: str) -> None:
+    headers = JSON | {"Authorization": f"Bearer {TOKEN}"}
+    assert (
+        httpx.post(guarded, content=body(FILES[0]), headers=headers).status_code == 200
+    )
+
+
+# The command line.
+
+
+def test_invalid_listen_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["receive", "--listen", "127.0.0.1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "invalid --listen value '127.0.0.1'" in error
+
+
+def test_missing_token_env_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RECEIVER_TEST_TOKEN", raising=False)
+    args = ["receive", "--listen", "127.0.0.1:0", "--token-env", "RECEIVER_TEST_TOKEN"]
+    assert main(args) == 2
+    assert "RECEIVER_TEST_TOKEN" in capsys.readouterr().err
+
+
+def test_unknown_parameter_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["receive", "--listen", "127.0.0.1:0", "-p", "no_such_parameter", "1"]
+    assert main(args) == 2
+    assert "no_such_parameter" in capsys.readouterr().err
+
+
+def test_public_address_without_token_warns(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # 192.0.2.1 is a documentation address that this host does not have, so the
+    # bind fails after the warning and nothing listens.
+    args = ["receive", "--listen", "192.0.2.1:0", "--archive", str(tmp_path)]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "warning: listening on 192.0.2.1 without --token-env" in error
+    assert "cannot listen on 192.0.2.1:0" in error
+
+
+def wait_for_event(
+    folder: Path, event: str, process: subprocess.Popen[str]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        for record in Journal(folder).events():
+            if record["event"] == event:
+                return record
+        time.sleep(0.2)
+    raise AssertionError(
+        f"no {event} event in {folder} (receiver exit {process.poll()})"
+    )
+
+
+def test_alert_runs_triage_end_to_end(tmp_path: Path) -> None:
+    data = json.loads(body(FILES[0]))
+    data["alerts"] = data["alerts"][1:]  # the latency alert maps to triage
+    env = {**os.environ, "VEERUNBOOK_ARCHIVE": str(tmp_path)}
+    for name in ("VEEFORE_ADMIN_TOKEN", "DATABASE_URL", "VEERUNBOOK_CONFIG"):
+        env.pop(name, None)
+    command = [
+        sys.executable, "-m", "veerunbook.cli", "receive", "--listen", "127.0.0.1:0",
+        "--target", "demo", "--archive", str(tmp_path),
+        "-p", "window_seconds", "1", "-p", "log_window_minutes", "1",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(" at ")[1].strip()
+        answer = httpx.post(url, json=data)
+        assert answer.status_code == 200
+        assert answer.json()["runs_queued"] == 1
+
+        # Stop the receiver while the run is in progress: it must finish first.
+        folder = tmp_path / LATENCY_INCIDENT
+        wait_for_event(folder, "run.started", process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=WAIT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    finished = [e for e in Journal(folder).events() if e["event"] == "run.finished"]
+    assert len(finished) == 1
+    assert finished[0]["procedure"] == "triage"
+    assert finished[0]["status"] in ("ok", "findings")
+    assert "run of triage for incident" in stderr
+    assert "receiver stopped" in stderr
