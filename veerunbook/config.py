@@ -95,6 +95,10 @@ class Target:
     # Addresses and CIDR ranges that the security-incident procedure never blocks
     # unless forced; validated by veerunbook.blocklist.parse_network.
     allow_list: tuple[str, ...] = ()
+    # Base URL of a Prometheus server that scrapes the target, and the job label of
+    # the target's series there; read by veerunbook.alert_prometheus.
+    prometheus_url: str | None = None
+    prometheus_job: str | None = None
 
     @property
     def embedded(self) -> bool:

@@ -40,7 +40,19 @@ _TARGET_KEYS = {
     "user_flows",
     "app_repo",
     "allow_list",
+    "prometheus_url",
+    "prometheus_job",
 }
+_BASE_URL_CREDENTIALS = (
+    "carries credentials; name the variable holding the token in "
+    "admin_token_env instead"
+)
+# NOTE: no key names a secret for Prometheus, so only a server that needs no
+# authentication can be configured.
+_PROMETHEUS_CREDENTIALS = (
+    "carries credentials, but the file never holds a secret; use a Prometheus URL "
+    "without user name and password"
+)
 _FLOW_KEYS = {
     "name",
     "path",
@@ -148,11 +160,12 @@ def _build_target(where: str, name: str, table: Any) -> Target:
     base_url = reader.get("base_url", str, None)
     if base_url is None:
         reader.fail("base_url", "missing; every target needs its base URL")
-    _check_url(reader, base_url)
+    _check_url(reader, "base_url", base_url, _BASE_URL_CREDENTIALS)
     token_env = reader.env_name("admin_token_env", "VEEFORE_ADMIN_TOKEN")
     db_env = reader.env_name("database_url_env", "DATABASE_URL")
     if token_env == db_env:
         reader.fail("database_url_env", "names the same variable as admin_token_env")
+    prometheus_url, prometheus_job = _build_prometheus(reader)
     return Target(
         name=name,
         base_url=base_url.rstrip("/"),
@@ -164,6 +177,8 @@ def _build_target(where: str, name: str, table: Any) -> Target:
         user_flows=_build_flows(reader, table.get("user_flows", [])),
         app_repo=reader.get("app_repo", str, None),
         allow_list=_build_allow_list(reader, table.get("allow_list", [])),
+        prometheus_url=prometheus_url,
+        prometheus_job=prometheus_job,
     )
 
 
@@ -181,16 +196,26 @@ def _build_allow_list(reader: _Reader, entries: Any) -> tuple[str, ...]:
     return tuple(entry.strip() for entry in entries)
 
 
-def _check_url(reader: _Reader, value: str) -> None:
+def _build_prometheus(reader: _Reader) -> tuple[str | None, str | None]:
+    """Read ``prometheus_url`` and ``prometheus_job``, which needs the URL."""
+    url = reader.get("prometheus_url", str, None)
+    if url is not None:
+        _check_url(reader, "prometheus_url", url, _PROMETHEUS_CREDENTIALS)
+        url = url.rstrip("/")
+    job = reader.get("prometheus_job", str, None)
+    if job is not None and not job.strip():
+        reader.fail("prometheus_job", "is empty")
+    if job is not None and url is None:
+        reader.fail("prometheus_job", "needs prometheus_url, the server to query")
+    return url, job
+
+
+def _check_url(reader: _Reader, key: str, value: str, credentials: str) -> None:
     parts = split_http_url(value)
     if parts is None:
-        reader.fail("base_url", f"{value!r} is not an http(s) URL")
+        reader.fail(key, f"{value!r} is not an http(s) URL")
     if parts.username or parts.password:
-        reader.fail(
-            "base_url",
-            "carries credentials; name the variable holding the token in "
-            "admin_token_env instead",
-        )
+        reader.fail(key, credentials)
 
 
 def _build_endpoints(where: str, name: str, table: Any) -> dict[str, str]:

@@ -17,6 +17,7 @@ Every error that the command line turns into a one-line message derives from
   ``error_class`` is its classification by ``veerunbook.pg_errors``.
 - ``BackupError``: a database backup or restore failed, or a backup does not match
   its manifest.
+- ``PrometheusQueryError``: a Prometheus server's query API gave no usable result.
 
 Network and protocol trouble with an HTTP target is never raised: probes return it as a
 recorded result.
@@ -75,3 +76,11 @@ class DatabaseUnavailable(VeerunbookError):
 
 class BackupError(VeerunbookError):
     """Raised when a backup or restore fails or a backup does not match its manifest."""
+
+
+class PrometheusQueryError(VeerunbookError):
+    """Raised when a Prometheus server's query API gives no usable result.
+
+    The cause is a failed connection, a timeout, an HTTP error, an error response
+    from Prometheus, or a body that is not a query result.
+    """

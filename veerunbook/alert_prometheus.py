@@ -1,0 +1,359 @@
+"""Alert signals read from a Prometheus server's range-query API.
+
+``signal_promql`` returns each signal's expression over the embedded target's metric
+names: the expression of the signal's alert rules without the comparison, and for a
+counter signal the cumulative counter, because alert evaluation takes the increase
+itself. ``PrometheusSource.read`` evaluates it with ``/api/v1/query_range`` and
+returns the samples in the shape of ``SampleStore.read``, so the same rules can be
+evaluated on the embedded store's samples or on a Prometheus server's.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from veerunbook.alert_eval import SignalSample
+from veerunbook.alert_rules import Signal
+from veerunbook.alert_signals import BLOCKED_IPS_COUNTER, HEAP_LIMIT, HEAP_USED
+from veerunbook.config import Target, Timeouts, split_http_url
+from veerunbook.errors import PrometheusQueryError, UsageError
+from veerunbook.probe import ProbeResult, probe
+
+__all__ = [
+    "QUERY_RANGE_PATH",
+    "PrometheusSource",
+    "job_matcher",
+    "prometheus_source",
+    "signal_promql",
+]
+
+logger = logging.getLogger("veerunbook.alert_prometheus")
+
+QUERY_RANGE_PATH = "/api/v1/query_range"
+# Prometheus's query API (web/api/v1/api.go) rejects a range query whose
+# (end - start) / step exceeds 11,000, so a longer range is read in chunks.
+MAX_STEPS = 11_000
+# A Prometheus duration such as 5s, 1m or 1h30m.
+_DURATION = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+")
+_NAMED_SERIES = 3  # maximum label sets quoted in the error about several series
+
+# User requests leave out scrapes and health probes, as the expressions of
+# ``veerunbook.alert_rules`` do, so both count the same requests.
+_USER_REQUESTS = 'endpoint!~"/metrics|/health.*|/readyz|/healthz"'
+_SERVER_ERRORS = 'status_code=~"5.."'
+
+
+def _vector(name: str, *matchers: str) -> str:
+    present = [matcher for matcher in matchers if matcher]
+    return f"{name}{{{','.join(present)}}}" if present else name
+
+
+def _error_ratio(window: str, selector: str) -> str:
+    errors = _vector("http_requests_total", _USER_REQUESTS, _SERVER_ERRORS, selector)
+    requests = _vector("http_requests_total", _USER_REQUESTS, selector)
+    return f"sum(rate({errors}[{window}])) / sum(rate({requests}[{window}]))"
+
+
+def _availability(window: str, selector: str) -> str:
+    return f"1 - ({_error_ratio(window, selector)})"
+
+
+def _p95_ms(window: str, selector: str) -> str:
+    buckets = _vector("http_request_duration_seconds_bucket", _USER_REQUESTS, selector)
+    # The histogram is in seconds and the signal in milliseconds.
+    seconds = f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{window}])))"
+    return f"{seconds} * 1000"
+
+
+def _memory_ratio(window: str, selector: str) -> str:
+    return f"{_vector(HEAP_USED, selector)} / {_vector(HEAP_LIMIT, selector)}"
+
+
+def _pool_utilisation(window: str, selector: str) -> str:
+    active = _vector("database_connections", 'state="active"', selector)
+    limit = _vector("database_connections_max", selector)
+    return f"sum by (job, instance) ({active}) / sum by (job, instance) ({limit})"
+
+
+def _blocked_ips(window: str, selector: str) -> str:
+    return f"sum({_vector(BLOCKED_IPS_COUNTER, selector)})"
+
+
+# Signals without an entry have no metric on the target: the database connection
+# failures, which the caller supplies.
+_EXPRESSIONS: dict[Signal, Callable[[str, str], str]] = {
+    Signal.ERROR_RATE: _error_ratio,
+    Signal.AVAILABILITY: _availability,
+    Signal.P95_MS: _p95_ms,
+    Signal.MEMORY_RATIO: _memory_ratio,
+    Signal.BLOCKED_IPS_PER_MIN: _blocked_ips,
+    Signal.POOL_UTILISATION: _pool_utilisation,
+}
+
+
+def signal_promql(
+    signal: Signal, *, rate_window: str = "1m", selector: str = ""
+) -> str | None:
+    """Return the PromQL expression of ``signal``, or None if it has no metric.
+
+    ``rate_window`` is the range of every ``rate()``, a Prometheus duration.
+    ``selector`` contains extra label matchers for every vector selector, such as
+    ``job="veefore"`` from ``job_matcher``. Raises ValueError for an invalid
+    ``rate_window``.
+    """
+    if not _DURATION.fullmatch(rate_window):
+        raise ValueError(
+            f"invalid rate window {rate_window!r}: use a Prometheus duration such"
+            " as 5s, 1m or 1h30m"
+        )
+    build = _EXPRESSIONS.get(Signal(signal))
+    return None if build is None else build(rate_window, selector)
+
+
+def job_matcher(job: str) -> str:
+    """Return the label matcher ``job="<job>"``, with the name quoted for PromQL."""
+    # JSON string escapes are a subset of the escapes of a PromQL string.
+    return f"job={json.dumps(job, ensure_ascii=False)}"
+
+
+class PrometheusSource:
+    """Signal samples that a Prometheus server evaluates over a time range.
+
+    ``read`` has the signature of ``SampleStore.read``. Each request is bounded by
+    ``timeouts`` (connect and read waits, a total of connect + 2 x read, and the
+    body size), and its ``timeout`` parameter makes Prometheus stop evaluating the
+    query after the read timeout.
+    Every failure raises ``PrometheusQueryError`` naming the URL without its user
+    name and password.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        step_seconds: float = 15.0,
+        rate_window: str = "1m",
+        selector: str = "",
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        if split_http_url(url) is None:
+            raise UsageError(
+                f"invalid Prometheus URL {_display(url)!r}: use an http(s) base URL"
+                " such as http://127.0.0.1:9090"
+            )
+        if not 0.001 <= step_seconds < math.inf:
+            raise UsageError(
+                f"invalid step_seconds {step_seconds!r}: use at least 0.001 seconds."
+            )
+        # Raises ValueError for an invalid window before any request.
+        signal_promql(Signal.ERROR_RATE, rate_window=rate_window)
+        self.url = url.rstrip("/")
+        self.step_seconds = step_seconds
+        self.rate_window = rate_window
+        self.selector = selector
+        self.timeouts = timeouts or Timeouts()
+
+    def read(self, signal: Signal, start: float, end: float) -> list[SignalSample]:
+        """Return the values of ``signal`` at each step from ``start`` to ``end``.
+
+        The steps are ``start``, ``start + step_seconds`` and so on up to ``end``,
+        in Unix seconds rounded to milliseconds. A step
+        without a value, or with NaN or an infinity, gets a sample with value None,
+        like a failed scrape in the sample store. When no series matches at all, or
+        the signal has no PromQL expression, the result is empty. Raises
+        PrometheusQueryError when the query fails or returns several series, and
+        UsageError when ``end`` is before ``start``.
+        """
+        if end < start:
+            raise UsageError(f"invalid range: end {end} is before start {start}.")
+        expression = signal_promql(
+            signal, rate_window=self.rate_window, selector=self.selector
+        )
+        if expression is None:
+            return []
+
+        # Query the grid in chunks of at most MAX_STEPS steps.
+        step_ms = round(self.step_seconds * 1000)
+        steps = range(round(start * 1000), round(end * 1000) + 1, step_ms)
+        values: dict[int, float | None] = {}
+        matched = False
+        for first in range(0, len(steps), MAX_STEPS):
+            chunk = steps[first : first + MAX_STEPS]
+            points = self._query(signal, expression, chunk[0], chunk[-1], step_ms)
+            matched = matched or points is not None
+            values.update(points or {})
+
+        if not matched:
+            return []
+        return [SignalSample(ms / 1000, values.get(ms)) for ms in steps]
+
+    def _query(
+        self, signal: Signal, expression: str, start_ms: int, end_ms: int, step_ms: int
+    ) -> dict[int, float | None] | None:
+        """Return the one series' values by millisecond, or None for no series."""
+        params = {
+            "query": expression,
+            "start": _seconds(start_ms),
+            "end": _seconds(end_ms),
+            "step": _seconds(step_ms),
+            "timeout": f"{self.timeouts.read_seconds:g}",
+        }
+        where = _display(self.url) + QUERY_RANGE_PATH
+        url = httpx.URL(where, params=params)
+        # No Prometheus client library: a range query is one GET returning JSON, and
+        # probe() bounds its time and body size and masks the header values.
+        result = probe(
+            str(url),
+            name="prometheus query_range",
+            expect="json",
+            headers=_basic_auth(self.url),
+            connect_timeout=self.timeouts.connect_seconds,
+            read_timeout=self.timeouts.read_seconds,
+            max_body_bytes=self.timeouts.max_body_bytes,
+        )
+        payload = result.json if isinstance(result.json, dict) else {}
+        if payload.get("status") == "error":
+            raise _failure(signal, where, _error_reason(payload))
+        if result.status not in ("pass", "warn"):
+            raise _failure(signal, where, _probe_reason(result))
+
+        series = _matrix(payload, signal, where)
+        for warning in payload.get("warnings") or []:
+            logger.warning(
+                "Prometheus warning for %s at %s: %s", signal, where, warning
+            )
+        logger.debug("read %s from %s: %d series", signal, where, len(series))
+        if not series:
+            return None
+        if len(series) > 1:
+            raise _failure(signal, where, _several_series(series))
+        return _points(series[0], signal, where)
+
+
+def prometheus_source(
+    target: Target, *, step_seconds: float = 15.0, rate_window: str = "1m"
+) -> PrometheusSource:
+    """Build the source for ``target`` from its ``prometheus_url`` and job.
+
+    Raises UsageError when the target has no ``prometheus_url``.
+    """
+    if target.prometheus_url is None:
+        raise UsageError(
+            f"target {target.name!r} has no prometheus_url; set it under"
+            f" [targets.{target.name}] in veerunbook.toml."
+        )
+    selector = (
+        "" if target.prometheus_job is None else job_matcher(target.prometheus_job)
+    )
+    return PrometheusSource(
+        target.prometheus_url,
+        step_seconds=step_seconds,
+        rate_window=rate_window,
+        selector=selector,
+        timeouts=target.timeouts,
+    )
+
+
+def _matrix(payload: dict[str, Any], signal: Signal, where: str) -> list[Any]:
+    data = payload.get("data")
+    if (
+        payload.get("status") != "success"
+        or not isinstance(data, dict)
+        or data.get("resultType") != "matrix"
+        or not isinstance(data.get("result"), list)
+    ):
+        raise _failure(signal, where, "the response is not a range-query result.")
+    return list(data["result"])
+
+
+def _points(series: Any, signal: Signal, where: str) -> dict[int, float | None]:
+    values = series.get("values") if isinstance(series, dict) else None
+    if not isinstance(values, list):
+        raise _failure(signal, where, "a series of the result has no values.")
+    points: dict[int, float | None] = {}
+    for point in values:
+        try:
+            time, text = point
+            value = float(text)
+            points[round(float(time) * 1000)] = value if math.isfinite(value) else None
+        except (TypeError, ValueError):
+            raise _failure(
+                signal, where, f"the result holds an invalid point {point!r:.80}."
+            ) from None
+    return points
+
+
+def _several_series(series: list[Any]) -> str:
+    names = [_labels(item) for item in series[:_NAMED_SERIES]]
+    more = len(series) - len(names)
+    listed = ", ".join(names) + (f" and {more} more" if more else "")
+    return (
+        f"the query returned {len(series)} series ({listed}), but a signal needs one;"
+        " set prometheus_job so that one target's series match."
+    )
+
+
+def _labels(series: Any) -> str:
+    metric = series.get("metric") if isinstance(series, dict) else None
+    if not isinstance(metric, dict):
+        return "{}"
+    pairs = ", ".join(f"{key}={value!r}" for key, value in sorted(metric.items()))
+    return f"{{{pairs}}}"
+
+
+def _error_reason(payload: dict[str, Any]) -> str:
+    kind = payload.get("errorType", "an error")
+    message = str(payload.get("error", "no message")).rstrip(".")
+    return (
+        f"Prometheus returned {kind}: {message:.500}. Check the rate window and"
+        " prometheus_job, and the server's log."
+    )
+
+
+def _probe_reason(result: ProbeResult) -> str:
+    # The probe's message for an HTTP error repeats the URL with the query.
+    if result.error_kind == "http error":
+        reason = f"the server answered HTTP {result.http_status}."
+    else:
+        reason = result.error or "no usable response."
+    return f"{reason} Check prometheus_url and that the server is up."
+
+
+def _failure(signal: Signal, where: str, reason: str) -> PrometheusQueryError:
+    return PrometheusQueryError(
+        f"The Prometheus query of {signal} at {where} failed: {reason}"
+    )
+
+
+def _seconds(milliseconds: int) -> str:
+    # Prometheus stores timestamps in milliseconds, so the grid is in milliseconds.
+    return f"{milliseconds / 1000:.3f}"
+
+
+def _basic_auth(url: str) -> dict[str, str]:
+    """Return the Authorization header for the URL's user name and password, if any.
+
+    The header is sent instead of the URL's user information, so that probe()
+    masks it and the URL in messages and logs carries no credentials.
+    """
+    parsed = httpx.URL(url)
+    if not parsed.username and not parsed.password:
+        return {}
+    pair = f"{parsed.username}:{parsed.password}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
+def _display(url: str) -> str:
+    """Return ``url`` without user name and password, for messages."""
+    try:
+        return str(httpx.URL(url).copy_with(userinfo=b""))
+    except httpx.InvalidURL:
+        return "<invalid URL>"
