@@ -14,6 +14,7 @@ import pytest
 
 from tests.httpfixture import RawServer, oversized, replay, response_bytes, silent
 from tests.promserver import JOB, PrometheusServer, prometheus
+from veerunbook.alert_check import check_alerts
 from veerunbook.alert_eval import AlertState, RuleEvaluation, SignalSample, evaluate
 from veerunbook.alert_prometheus import (
     MAX_STEPS,
@@ -24,7 +25,7 @@ from veerunbook.alert_prometheus import (
 )
 from veerunbook.alert_rules import ALERT_RULES, Signal, rule_named
 from veerunbook.alert_signals import signal_values
-from veerunbook.alert_store import SampleStore
+from veerunbook.alert_store import RuleState, SampleStore
 from veerunbook.config import Target, Timeouts
 from veerunbook.config_schema import build_config
 from veerunbook.errors import ConfigError, PrometheusQueryError, UsageError
@@ -471,3 +472,44 @@ def test_reversed_range_rejected() -> None:
     source = PrometheusSource("http://127.0.0.1:9090")
     with pytest.raises(UsageError, match=r"end 1\.0 is before start 2\.0"):
         source.read(Signal.MEMORY_RATIO, 2.0, 1.0)
+
+
+# The alert check with a target that names a Prometheus server.
+
+
+def test_check_reads_configured_server(
+    prometheus: PrometheusServer, tmp_path: Path
+) -> None:
+    wait_for_history(prometheus, 3.0)
+    target = Target(
+        name="veefore",
+        base_url=prometheus.target.base_url,
+        prometheus_url=prometheus.url,
+        prometheus_job=JOB,
+    )
+    result = check_alerts(target, tmp_path, interval_seconds=1.0)
+    assert result.scrape_error is None
+    assert result.values[Signal.MEMORY_RATIO] is not None
+    assert len(result.rules) == len(ALERT_RULES)
+    # Prometheus holds the samples, so nothing is stored beside the rule states.
+    with SampleStore(tmp_path, "veefore") as store:
+        assert store.read(Signal.MEMORY_RATIO, 0, time.time()) == []
+
+
+def test_check_keeps_states_when_server_fails(tmp_path: Path) -> None:
+    with SampleStore(tmp_path, "veefore") as store:
+        store.set_rule_state(RuleState("ErrorRateP0", AlertState.FIRING, 100.0, 200.0))
+    with RawServer(
+        replay(status_response("502 Bad Gateway", b"down", "text/plain"))
+    ) as server:
+        target = Target(
+            name="veefore",
+            base_url="http://127.0.0.1:9",
+            prometheus_url=server.url(""),
+        )
+        result = check_alerts(target, tmp_path, now=260.0)
+    assert result.scrape_error is not None
+    assert "HTTP 502" in result.scrape_error
+    assert result.transitions == ()
+    with SampleStore(tmp_path, "veefore") as store:
+        assert store.rule_states()["ErrorRateP0"].state == AlertState.FIRING

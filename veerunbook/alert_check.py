@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from veerunbook.alert_check_lock import check_lock
+from veerunbook.alert_check_result import (
+    AlertTransition,
+    CheckResult,
+    RuleStatus,
+    journal_result,
+    journal_skipped,
+    journal_source_error,
+)
 from veerunbook.alert_check_scrape import Measurement, measure_signals
 from veerunbook.alert_eval import AlertState, SignalSample, evaluate
 from veerunbook.alert_rules import ALERT_RULES, AlertRule, Signal
@@ -28,69 +36,26 @@ from veerunbook.alert_store import (
     StoredScrape,
     store_path,
 )
-from veerunbook.alert_units import rule_value_text
+from veerunbook.errors import PrometheusQueryError
+
+__all__ = [
+    "AlertTransition",
+    "CheckResult",
+    "RuleStatus",
+    "SampleSource",
+    "check_alerts",
+]
 
 if TYPE_CHECKING:
     from veerunbook.config import Target
     from veerunbook.record import RunContext
     from veerunbook.redact import Redactor
 
-# Check status of a rule's state: a firing alert is a failed check, so the run's
-# status is "findings" and its exit code 1 while anything fires.
-_CHECK_STATUS = {
-    AlertState.INACTIVE: "pass",
-    AlertState.PENDING: "warn",
-    AlertState.FIRING: "fail",
-}
-
 
 class SampleSource(Protocol):
     """Stored signal samples, such as ``SampleStore`` or a Prometheus server."""
 
     def read(self, signal: Signal, start: float, end: float) -> list[SignalSample]: ...
-
-
-@dataclass(frozen=True)
-class RuleStatus:
-    """A rule's state and compared value at the check, and since when it is active."""
-
-    rule: AlertRule
-    state: AlertState
-    value: float | None
-    since: float | None
-
-
-@dataclass(frozen=True)
-class AlertTransition:
-    """An alert that started firing or resolved at this check."""
-
-    rule: AlertRule
-    transition: str  # "firing" or "resolved"
-    time: float
-    value: float | None
-    since: float | None
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one alert check at ``time`` (Unix seconds).
-
-    ``skipped`` gives the reason nothing was evaluated (another check holds the
-    lock), and ``scrape_error`` the reason the signals are None.
-    """
-
-    time: float
-    values: Mapping[Signal, float | None] = field(default_factory=dict)
-    rules: tuple[RuleStatus, ...] = ()
-    transitions: tuple[AlertTransition, ...] = ()
-    skipped: str | None = None
-    scrape_error: str | None = None
-    window_seconds: float | None = None
-
-    @property
-    def firing(self) -> list[RuleStatus]:
-        """The rules whose alert fires at this check."""
-        return [status for status in self.rules if status.state is AlertState.FIRING]
 
 
 def check_alerts(
@@ -111,10 +76,15 @@ def check_alerts(
 
     With ``run`` the scrapes, one check per rule and each transition are journaled.
     Without ``store`` nothing is written: the stored samples, if any, are read and
-    this check's sample is added in memory only. With ``source`` (a Prometheus
-    server) no scrape is taken and the rules are evaluated over its samples, and
-    the stored rule states still make each transition journaled once.
+    this check's sample is added in memory only. With ``source``, or when the target
+    names a ``prometheus_url``, no scrape is taken and the rules are evaluated over
+    the source's samples, while the stored rule states still make each transition
+    journaled once. A source that fails leaves those states unchanged.
     """
+    if source is None and target.prometheus_url is not None:
+        from veerunbook.alert_prometheus import prometheus_source
+
+        source = prometheus_source(target, step_seconds=interval_seconds)
     moment = time.time() if now is None else now
     context = _Context(target, moment, interval_seconds, sample_seconds, run)
     context.redactor, context.progress = redactor, progress
@@ -144,13 +114,19 @@ class _Context:
 
 def _skipped(context: _Context, reason: str) -> CheckResult:
     if context.run is not None:
-        context.run.check(
-            "alert check lock",
-            "error",
-            summary=f"check skipped, nothing evaluated: {reason}",
-        )
-        context.run.note(f"alert check skipped: {reason}", skipped=reason)
+        journal_skipped(context.run, reason)
     return CheckResult(time=context.now, skipped=reason)
+
+
+def _source_failed(context: _Context, error: PrometheusQueryError) -> CheckResult:
+    # A failed query says nothing about the target, so the stored states are kept
+    # and a firing alert neither resolves nor fires again.
+    reason = str(error)
+    if context.redactor is not None:
+        reason = context.redactor.mask(reason)
+    if context.run is not None:
+        journal_source_error(context.run, reason)
+    return CheckResult(time=context.now, scrape_error=reason)
 
 
 def _check_stored(
@@ -159,13 +135,17 @@ def _check_stored(
     now = context.now
     samples.prune(now - DEFAULT_RETENTION_SECONDS)
     if source is not None:
-        measurement = _from_source(source, context)
+        try:
+            measurement = _from_source(source, context)
+            statuses = _evaluate_all(source, now, context.interval)
+        except PrometheusQueryError as error:
+            return _source_failed(context, error)
     else:
         measurement = measure_signals(context, _recent_scrape(samples, context))
         if measurement.body is not None:
             samples.save_scrape(now, measurement.body)
         _append(context, samples, measurement.values)
-    statuses = _evaluate_all(source or samples, now, context.interval)
+        statuses = _evaluate_all(samples, now, context.interval)
     transitions = _compare_states(samples, statuses, now, write=True)
     return _finish(context, statuses, transitions, measurement)
 
@@ -178,15 +158,17 @@ def _check_read_only(
     if store_path(archive, context.target.name).is_file():
         stored = SampleStore(archive, context.target.name)
     try:
-        reader: SampleSource
         if source is not None:
-            measurement = _from_source(source, context)
-            reader = source
+            try:
+                measurement = _from_source(source, context)
+                statuses = _evaluate_all(source, now, context.interval)
+            except PrometheusQueryError as error:
+                return _source_failed(context, error)
         else:
             previous = _recent_scrape(stored, context) if stored else None
             measurement = measure_signals(context, previous)
             reader = _WithCurrent(stored, now, measurement.values)
-        statuses = _evaluate_all(reader, now, context.interval)
+            statuses = _evaluate_all(reader, now, context.interval)
         transitions: tuple[AlertTransition, ...] = ()
         if stored is not None:
             transitions = _compare_states(stored, statuses, now, write=False)
@@ -318,37 +300,5 @@ def _finish(
         window_seconds=measurement.window_seconds,
     )
     if context.run is not None:
-        _journal(context.run, result)
+        journal_result(context.run, result)
     return result
-
-
-def _journal(run: RunContext, result: CheckResult) -> None:
-    for status in result.rules:
-        rule = status.rule
-        shown, unit = rule_value_text(rule, status.value)
-        threshold, _ = rule_value_text(rule, rule.threshold)
-        state = status.state
-        check = "skip" if status.value is None and not status.since else None
-        run.check(
-            f"alert {rule.name}",
-            check or _CHECK_STATUS[state],
-            observed=shown,
-            unit=unit,
-            expected=f"alert when {rule.comparison.value} {threshold}"
-            f" for {rule.for_seconds:g} s",
-            summary=f"{state.value}: {rule.signal.value}"
-            f" {'no value' if shown is None else f'{shown:g} {unit}'}",
-        )
-    for change in result.transitions:
-        rule = change.rule
-        run.note(
-            f"alert {rule.name} {change.transition}",
-            alert=rule.name,
-            tier=rule.tier.value,
-            transition=change.transition,
-            value=change.value,
-            threshold=rule.threshold,
-            since=change.since,
-            at=change.time,
-            procedure=rule.procedure,
-        )
