@@ -514,3 +514,25 @@ def test_filter_masks_url_without_known_secret(
     logger.addFilter(RedactingFilter(Redactor()))
     logger.debug("retrying %s", "amqp://guest:guest@rabbit:5672/")
     assert stream.getvalue() == "DEBUG retrying amqp://guest:***@rabbit:5672/\n"
+
+
+def test_json_escaped_slashes_masked() -> None:
+    redactor = Redactor(["http://127.0.0.1:9/hooks/T0001/B0002/SECRETTOKEN123"])
+    text = '{"url": "http:\\/\\/127.0.0.1:9\\/hooks\\/T0001\\/B0002\\/SECRETTOKEN123"}'
+    assert "SECRETTOKEN123" not in redactor.mask(text)
+
+
+def test_webhook_token_masked_alone() -> None:
+    redactor = Redactor(["http://127.0.0.1:9/hooks/T0001/B0002/SECRETTOKEN123"])
+    assert redactor.mask("token SECRETTOKEN123 rejected") == "token *** rejected"
+
+
+def test_webhook_path_masked_alone() -> None:
+    redactor = Redactor(["http://127.0.0.1:9/hooks/T0001/B0002/SECRETTOKEN123"])
+    masked = redactor.mask("POST /hooks/T0001/B0002/SECRETTOKEN123 failed")
+    assert masked == "POST /*** failed"
+
+
+def test_short_path_segments_not_masked() -> None:
+    redactor = Redactor(["http://127.0.0.1:9/services/T0001/B0002/SECRETTOKEN123"])
+    assert redactor.mask("services T0001") == "services T0001"

@@ -32,6 +32,10 @@ MASK = "***"
 # every output unreadable while protecting nothing. URL passwords are masked regardless.
 MIN_SECRET_LENGTH = 4
 
+# Path segments of a secret URL at least this long are masked on their own. Shorter
+# segments ("services", "hooks") are common words that carry no credential.
+MIN_PATH_SEGMENT = 12
+
 _URL_PASSWORD = re.compile(
     r"(?<![A-Za-z0-9+.\-])(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)"
     r"(?P<pw>[^\s@/'\"]+)(?P<at>@)"
@@ -59,6 +63,8 @@ def _variants(value: str) -> set[str]:
         quote_plus(value, safe=""),
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
+        # Some JSON encoders (PHP's, for one) also escape "/" as "\/".
+        json.dumps(value)[1:-1].replace("/", "\\/"),
     }
     raw = value.encode("utf-8")
     forms.add(base64.b64encode(raw).decode("ascii").rstrip("="))
@@ -100,7 +106,7 @@ class Redactor:
         values = {*self._values, value}
         # A database password is a secret of its own: a driver or a server may echo
         # it without the rest of the URL or connection string.
-        for part in connection_secrets(value):
+        for part in connection_secrets(value) | url_path_secrets(value):
             if len(part) >= MIN_SECRET_LENGTH:
                 values.add(part)
         self._values = sorted(values, key=len, reverse=True)
@@ -190,6 +196,32 @@ def connection_secrets(value: str) -> set[str]:
     if passwords and not userinfo_misread(userinfo):
         return passwords
     return passwords | {userinfo, unquote(userinfo), written, unquote(written)}
+
+
+def url_path_secrets(value: str) -> set[str]:
+    """Return the path and the long path segments of an http(s) URL, or nothing.
+
+    A webhook URL carries its credential in the path (``/services/T0/B0/<token>``),
+    so the path and each segment of at least ``MIN_PATH_SEGMENT`` characters are
+    secrets of their own: a server may echo the token without the host.
+    """
+    text = value.strip()
+    if not text.lower().startswith(("http://", "https://")):
+        return set()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return set()
+    found: set[str] = set()
+    path = parts.path.strip("/")
+    if len(path) >= MIN_PATH_SEGMENT:
+        found.add(path)
+    found.update(
+        segment for segment in path.split("/") if len(segment) >= MIN_PATH_SEGMENT
+    )
+    if len(parts.query) >= MIN_PATH_SEGMENT:
+        found.add(parts.query)
+    return found
 
 
 def url_userinfo(url: str) -> str | None:
