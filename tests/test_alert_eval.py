@@ -195,15 +195,61 @@ def test_counter_reset_inside_window() -> None:
 
 
 def test_window_includes_start_edge() -> None:
-    # Readings at 0 and 60 with a 60 s window: both count, increase 5.
+    # Readings at 0 and 60 with a 60 s window: the one at the start is the base.
     samples = [SignalSample(0.0, 10.0), SignalSample(60.0, 15.0)]
     assert window_increase(samples, 60.0) == 5.0
 
 
-def test_window_excludes_older_readings() -> None:
-    # The reading at t = 0 lies before [15, 75]; only 75 - 15 counts: 2.
+def test_window_base_is_latest_at_start() -> None:
+    # Readings every 15 s: the one at t = 15 is the latest at or before the start
+    # of [15, 75], so t = 0 drops out and 12 - 10 = 2 counts.
     samples = _series([0.0, 10.0, 11.0, 11.0, 12.0, 12.0])
     assert window_increase(samples, 60.0) == 2.0
+
+
+def test_window_base_before_start() -> None:
+    # No reading at 15, the start of [15, 75]: the base is the reading at 0, so the
+    # increase is 15 - 10 = 5, not the 15 - 12 = 3 of the readings inside.
+    samples = [SignalSample(0.0, 10.0), SignalSample(30.0, 12.0)]
+    samples.append(SignalSample(75.0, 15.0))
+    assert window_increase(samples, 60.0) == 5.0
+
+
+def test_window_base_at_most_half_window_early() -> None:
+    # The start of [30, 90] less half a window is t = 0: a base at 0 counts.
+    samples = [SignalSample(0.0, 10.0), SignalSample(90.0, 15.0)]
+    assert window_increase(samples, 60.0) == 5.0
+
+
+def test_window_base_too_early() -> None:
+    # A missed check: readings 120 s apart are two windows, so nothing is compared.
+    samples = [SignalSample(0.0, 10.0), SignalSample(120.0, 15.0)]
+    assert window_increase(samples, 60.0) is None
+
+
+def test_window_base_skips_failed_scrape() -> None:
+    # The reading at 60 failed, so the base is the one at 0.4 s.
+    samples = [SignalSample(0.4, 10.0), SignalSample(60.0, None)]
+    samples.append(SignalSample(60.8, 14.0))
+    assert window_increase(samples, 60.0) == 4.0
+
+
+@pytest.mark.parametrize("apart", [59.6, 60.0, 60.4, 61.0])
+def test_window_jitter_has_value(apart: float) -> None:
+    # A check every 60 s with a 60 s window, the two scrapes off by up to a second.
+    samples = [SignalSample(1000.0, 10.0), SignalSample(1000.0 + apart, 16.0)]
+    assert window_increase(samples, 60.0) == 6.0
+
+
+def test_window_jitter_series_each_minute() -> None:
+    # Scrapes 60.4 s, 59.6 s and 61 s apart: every one after the first compares the
+    # increase since the scrape before it.
+    times = [0.0, 60.4, 120.0, 181.0]
+    counts = [10.0, 12.0, 15.0, 75.0]
+    samples = [SignalSample(t, c) for t, c in zip(times, counts, strict=True)]
+    result = evaluate(rule_named("BlockedIpsP0"), samples, interval_seconds=60.0)
+    assert result.values == (None, 2.0, 3.0, 60.0)
+    assert result.transitions == (Transition(181.0, FIRING),)
 
 
 def _requests(name: str) -> dict[tuple[tuple[str, str], ...], float]:

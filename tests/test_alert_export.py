@@ -55,8 +55,8 @@ def check_rules(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def exported_rules() -> list[dict[str, object]]:
-    document = yaml.safe_load(export_yaml())
+def exported_rules(job: str | None = None) -> list[dict[str, object]]:
+    document = yaml.safe_load(export_yaml(job=job))
     groups = document["groups"]
     assert len(groups) == 1
     rules: list[dict[str, object]] = groups[0]["rules"]
@@ -83,7 +83,8 @@ def test_export_has_rule_per_promql_rule() -> None:
 
 
 def test_export_rule_count() -> None:
-    assert len(exported_rules()) == 10
+    # Every rule but DatabaseConnectionFailuresP0, which has no metric.
+    assert len(exported_rules()) == 11
 
 
 def test_export_names_unique() -> None:
@@ -110,6 +111,7 @@ def test_export_for_durations() -> None:
     assert durations["BlockedIpsP0"] == "0s"
     assert durations["MemoryUsageP1"] == "10m"
     assert durations["PoolUtilisationP2"] == "15m"
+    assert durations["TargetDownP0"] == "1m"
 
 
 def test_export_for_equals_for_seconds() -> None:
@@ -184,7 +186,23 @@ def test_promtool_accepts_export(tmp_path: Path) -> None:
     path.write_text(export_yaml(), encoding="utf-8")
     result = check_rules(path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 11 rules found" in result.stdout
+
+
+def test_promtool_accepts_job_export(tmp_path: Path) -> None:
+    path = tmp_path / "veerunbook.rules.yml"
+    path.write_text(export_yaml(job="veefore"), encoding="utf-8")
+    result = check_rules(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 11 rules found" in result.stdout
+
+
+def test_promtool_accepts_quoted_job(tmp_path: Path) -> None:
+    # A quote and a backslash in the job name are escaped in the PromQL string.
+    path = tmp_path / "veerunbook.rules.yml"
+    path.write_text(export_yaml(job='pay"ments\\eu'), encoding="utf-8")
+    result = check_rules(path)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_promtool_rejects_broken_file(tmp_path: Path) -> None:
@@ -235,3 +253,54 @@ def test_cli_export_onto_folder(
     assert "Is a directory" in err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["rules"]
     assert list(folder.iterdir()) == []
+
+
+def test_job_export_matches_job_everywhere() -> None:
+    for exported in exported_rules("veefore"):
+        expression = str(exported["expr"])
+        selectors = expression.count('job="veefore"}')
+        # Every vector selector ends with the matcher, alone or after the others.
+        assert selectors >= 1, exported["alert"]
+        assert expression.count("{") == selectors, exported["alert"]
+
+
+def test_job_export_expressions() -> None:
+    by_name = {rule["alert"]: rule["expr"] for rule in exported_rules("veefore")}
+    assert by_name["TargetDownP0"] == 'up{job="veefore"} == 0'
+    assert by_name["BlockedIpsP1"] == (
+        'increase(security_blocked_ips_total{job="veefore"}[1m]) > 10'
+    )
+
+
+def test_job_export_from_rules() -> None:
+    for exported in exported_rules("veefore"):
+        rule = rule_named(str(exported["alert"]))
+        assert exported["expr"] == rule.promql_for('job="veefore"')
+
+
+def test_export_ratios_sum_by_job() -> None:
+    # No sum drops the job label, so each alert carries it.
+    for exported in exported_rules():
+        assert "sum(" not in str(exported["expr"]), exported["alert"]
+
+
+def test_job_export_header_names_job() -> None:
+    header = export_yaml(job="veefore").split("groups:")[0]
+    assert '# Every expression reads only the series with job="veefore".' in header
+
+
+def test_export_without_job_matches_every_job() -> None:
+    assert "job=" not in export_yaml()
+
+
+def test_cli_export_job(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["alerts", "export", "--job", "veefore"])
+    assert code == 0
+    assert capsys.readouterr().out == export_yaml(job="veefore")
+
+
+def test_cli_export_empty_job(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["alerts", "export", "--job", " "])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "invalid --job ' '" in err

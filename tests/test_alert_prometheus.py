@@ -49,8 +49,10 @@ FAST = Timeouts(connect_seconds=1.0, read_seconds=0.5, max_body_bytes=2048)
 
 @pytest.mark.parametrize("rule", [r for r in ALERT_RULES if r.signal in RATIO_SIGNALS])
 def test_ratio_promql_is_rule_without_comparison(rule: Any) -> None:
-    expression = signal_promql(rule.signal)
-    assert rule.promql == f"{expression} {rule.comparison} {rule.threshold}"
+    # The rules sum by job, the signal sums everything its selector matches.
+    expression = str(rule.promql).replace("sum by (job) (", "sum(")
+    signal = signal_promql(rule.signal)
+    assert expression == f"{signal} {rule.comparison} {rule.threshold}"
 
 
 @pytest.mark.parametrize("name", ["ResponseTimeP95P1", "ResponseTimeP95P2"])
@@ -60,12 +62,20 @@ def test_p95_promql_is_rule_in_milliseconds(name: str) -> None:
     assert expression is not None
     assert expression.endswith(" * 1000")
     seconds = expression.removesuffix(" * 1000")
-    assert rule.promql == f"{seconds} > {rule.threshold / 1000}"
+    rule_seconds = str(rule.promql).replace("sum by (job, le)", "sum by (le)")
+    assert rule_seconds == f"{seconds} > {rule.threshold / 1000}"
 
 
 def test_counter_promql_is_cumulative_sum() -> None:
     expression = signal_promql(Signal.BLOCKED_IPS_PER_MIN)
     assert expression == "sum(security_blocked_ips_total)"
+
+
+def test_up_promql_is_minimum() -> None:
+    assert signal_promql(Signal.UP) == "min(up)"
+    assert signal_promql(Signal.UP, selector='job="veefore"') == (
+        'min(up{job="veefore"})'
+    )
 
 
 def test_db_failures_have_no_promql() -> None:
@@ -259,6 +269,7 @@ def wait_for_history(server: PrometheusServer, seconds: float) -> None:
         (Signal.MEMORY_RATIO, 0.0, 1.0),
         (Signal.POOL_UTILISATION, 0.0, 1.0),
         (Signal.BLOCKED_IPS_PER_MIN, 0.0, 0.0),
+        (Signal.UP, 1.0, 1.0),
     ],
 )
 def test_real_server_signal_values(
@@ -284,6 +295,35 @@ def test_real_server_selector_filters(prometheus: PrometheusServer) -> None:
     other = PrometheusSource(prometheus.url, selector=job_matcher("other"))
     assert matching.read(Signal.MEMORY_RATIO, end, end) != []
     assert other.read(Signal.MEMORY_RATIO, end, end) == []
+
+
+def test_real_server_other_job_no_up(prometheus: PrometheusServer) -> None:
+    # A job that matches no target has no up series, so the signal is empty.
+    wait_for_history(prometheus, 3.0)
+    end = time.time() - 1.0
+    source = PrometheusSource(prometheus.url, selector=job_matcher("other"))
+    assert source.read(Signal.UP, end, end) == []
+
+
+def instant_query(server: PrometheusServer, expression: str) -> list[Any]:
+    with httpx.Client(base_url=server.url, trust_env=False, timeout=5.0) as client:
+        response = client.get("/api/v1/query", params={"query": expression})
+    response.raise_for_status()
+    result: list[Any] = response.json()["data"]["result"]
+    return result
+
+
+@pytest.mark.parametrize(
+    "name", ["AvailabilityP0", "ResponseTimeP95P1", "MemoryUsageP1", "TargetDownP0"]
+)
+def test_exported_alert_carries_job(prometheus: PrometheusServer, name: str) -> None:
+    # The exported expression without its comparison: each series has the job label.
+    wait_for_history(prometheus, 3.0)
+    expression = str(rule_named(name).promql_for(job_matcher(JOB)))
+    value = expression.rsplit(" ", 2)[0]
+    series = instant_query(prometheus, value)
+    assert len(series) == 1
+    assert series[0]["metric"]["job"] == JOB
 
 
 def test_real_server_db_failures_empty(prometheus: PrometheusServer) -> None:
@@ -490,6 +530,7 @@ def test_check_reads_configured_server(
     result = check_alerts(target, tmp_path, interval_seconds=1.0)
     assert result.scrape_error is None
     assert result.values[Signal.MEMORY_RATIO] is not None
+    assert result.values[Signal.UP] == 1.0
     assert len(result.rules) == len(ALERT_RULES)
     # Prometheus holds the samples, so nothing is stored beside the rule states.
     with SampleStore(tmp_path, "veefore") as store:

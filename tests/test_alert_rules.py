@@ -24,6 +24,7 @@ def test_p0_thresholds_and_hold_times() -> None:
         Signal.AVAILABILITY: (0.95, 60.0),
         Signal.BLOCKED_IPS_PER_MIN: (50.0, 0.0),
         Signal.DB_CONNECTION_FAILURES_PER_MIN: (10.0, 0.0),
+        Signal.UP: (1.0, 60.0),
     }
 
 
@@ -58,14 +59,30 @@ def test_procedure_per_signal() -> None:
         Signal.BLOCKED_IPS_PER_MIN: "security-incident",
         Signal.DB_CONNECTION_FAILURES_PER_MIN: "database-connection",
         Signal.POOL_UTILISATION: "database-connection",
+        Signal.UP: "triage",
     }
     for rule in ALERT_RULES:
         assert rule.procedure == expected[rule.signal], rule.name
 
 
-def test_only_availability_compares_below() -> None:
+def test_rule_count() -> None:
+    # The runbook's 11 rules and TargetDownP0.
+    assert len(ALERT_RULES) == 12
+
+
+def test_only_availability_and_up_below() -> None:
     below = [r.name for r in ALERT_RULES if r.comparison is Comparison.BELOW]
-    assert below == ["AvailabilityP0"]
+    assert below == ["AvailabilityP0", "TargetDownP0"]
+
+
+def test_target_down_rule() -> None:
+    rule = rule_named("TargetDownP0")
+    assert rule.tier is Tier.P0
+    assert rule.signal is Signal.UP
+    assert rule.for_seconds == 60.0
+    assert rule.procedure == "triage"
+    assert rule.condition_met(0.0)
+    assert not rule.condition_met(1.0)
 
 
 def test_counter_rules_use_minute_window() -> None:
@@ -89,6 +106,13 @@ def test_promql_expressions() -> None:
     assert expressions["PoolUtilisationP2"] == (
         'sum by (job, instance) (database_connections{state="active"})'
         " / sum by (job, instance) (database_connections_max) > 0.8"
+    )
+    assert expressions["TargetDownP0"] == "up == 0"
+    assert expressions["ErrorRateP1"] == (
+        'sum by (job) (rate(http_requests_total{endpoint!~"/metrics|/health.*|'
+        '/readyz|/healthz",status_code=~"5.."}[1m]))'
+        ' / sum by (job) (rate(http_requests_total{endpoint!~"/metrics|/health.*|'
+        '/readyz|/healthz"}[1m])) > 0.01'
     )
     # The histogram is in seconds: 2000 ms is 2.0 s.
     assert str(expressions["ResponseTimeP95P1"]).endswith(") > 2.0")
@@ -121,3 +145,39 @@ def test_promql_leaves_out_probe_routes() -> None:
     # The same routes as the embedded error rate's default exclusion.
     expression = str(rule_named("ErrorRateP0").promql)
     assert 'endpoint!~"/metrics|/health.*|/readyz|/healthz"' in expression
+
+
+def test_ratio_rules_sum_by_job() -> None:
+    for name in ("ErrorRateP0", "AvailabilityP0", "ResponseTimeP95P1"):
+        expression = str(rule_named(name).promql)
+        assert "sum(" not in expression, name
+        assert "by (job" in expression, name
+
+
+def test_p95_keeps_job_and_bucket() -> None:
+    expression = str(rule_named("ResponseTimeP95P2").promql)
+    assert expression.startswith("histogram_quantile(0.95, sum by (job, le) (")
+
+
+def test_promql_for_job_selector() -> None:
+    expression = str(rule_named("MemoryUsageP1").promql_for('job="veefore"'))
+    assert expression == (
+        'nodejs_heap_size_used_bytes{job="veefore"}'
+        ' / nodejs_heap_size_limit_bytes{job="veefore"} > 0.85'
+    )
+
+
+def test_promql_for_target_down() -> None:
+    rule = rule_named("TargetDownP0")
+    assert rule.promql_for('job="veefore"') == 'up{job="veefore"} == 0'
+
+
+def test_promql_for_selector_in_every_vector() -> None:
+    expression = str(rule_named("AvailabilityP0").promql_for('job="veefore"'))
+    assert expression.count("http_requests_total{") == 2
+    assert expression.count(',job="veefore"}') == 2
+
+
+def test_promql_for_without_metric() -> None:
+    rule = rule_named("DatabaseConnectionFailuresP0")
+    assert rule.promql_for('job="veefore"') is None

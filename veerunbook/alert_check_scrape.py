@@ -58,6 +58,7 @@ def measure_signals(
 
     ``previous`` is the stored scrape to measure the window from. Without it, a
     first scrape is taken and the second follows ``sample_seconds`` later.
+    ``Signal.UP`` is 1.0 when every scrape succeeded and 0.0 when one failed.
     """
     before: Scrape | None = None
     window: float | None = None
@@ -74,7 +75,9 @@ def measure_signals(
     after, body, error = _scrape(context, "metrics", context.now)
     if after is None:
         return Measurement(_nothing(), None, error, None)
-    return Measurement(signal_values(before, after), body, None, window)
+    values = signal_values(before, after)
+    values[Signal.UP] = 1.0
+    return Measurement(values, body, None, window)
 
 
 def _scrape(
@@ -110,7 +113,10 @@ def _scrape(
 
 
 def _nothing() -> dict[Signal, float | None]:
-    return dict.fromkeys(Signal)
+    """Return the values of a failed scrape: None for every signal, UP 0."""
+    values: dict[Signal, float | None] = dict.fromkeys(Signal)
+    values[Signal.UP] = 0.0
+    return values
 
 
 def _wait(seconds: float, progress: Callable[[str], None] | None) -> None:

@@ -162,27 +162,47 @@ def counter_increase(previous: float, current: float) -> float:
     return current - previous
 
 
+# How far before the window start the base reading of ``window_increase`` may lie,
+# as a fraction of the window. Half a window lets a check every 60 s with a 60 s
+# window find its base when a scrape is up to 30 s late, and keeps the measured span
+# at most 1.5 windows. A missed check (a 120 s gap) therefore gives no value, not a
+# two-minute increase compared with a one-minute threshold.
+BASE_LOOKBACK = 0.5
+
+
 def window_increase(
     samples: Sequence[SignalSample], window_seconds: float
 ) -> float | None:
     """Return the counter's increase over the ``window_seconds`` before the last sample.
 
-    Readings at times in [last - window_seconds, last] count, both ends included, and
-    the increases between consecutive readings are summed with the counter-reset rule.
-    Unlike Prometheus's ``increase()`` nothing is extrapolated to the window's edges.
-    Returns None when fewer than two readings fall in the window.
+    The increase runs from a base reading to the last reading, and the increases
+    between consecutive readings are summed with the counter-reset rule. The base is
+    the latest reading at or before the window start (last - ``window_seconds``) if
+    it lies at most ``BASE_LOOKBACK`` windows before that start, otherwise the first
+    reading in the window. So with a check every 60 s and a 60 s window, readings
+    60.4 s apart still give an increase. The span can then be up to 1.5 windows, and
+    the increase over it is not scaled down. Prometheus's ``increase()`` takes only
+    the samples inside the window and extrapolates to its edges; nothing is
+    extrapolated here. Returns None when fewer than two readings remain.
     """
     if not samples:
         return None
     start = samples[-1].time - window_seconds
+    earliest = start - BASE_LOOKBACK * window_seconds
     readings = [
-        sample.value
+        sample
         for sample in samples
-        if sample.value is not None and sample.time >= start
+        if sample.value is not None and sample.time >= earliest
     ]
-    if len(readings) < 2:
+    # Readings before the base, the latest one at or before the start, drop out.
+    base = 0
+    for index, sample in enumerate(readings):
+        if sample.time <= start:
+            base = index
+    values = [sample.value for sample in readings[base:] if sample.value is not None]
+    if len(values) < 2:
         return None
-    pairs = pairwise(readings)
+    pairs = pairwise(values)
     return sum(counter_increase(previous, current) for previous, current in pairs)
 
 

@@ -4,7 +4,9 @@ The output is a rule file in the format that Prometheus loads through
 ``rule_files`` and that ``promtool check rules`` validates: one group, one alerting
 rule per alert rule that has a PromQL expression. Rules without one (their signal
 has no metric on the embedded target) are left out and listed in a comment at the
-top of the file with their derivation.
+top of the file with their derivation. The ratio expressions sum ``by (job)``, so
+each alert carries its job label, and with ``job`` every vector selector also
+matches ``job="<job>"``, so that one Prometheus server can watch several services.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from veerunbook.alert_promql import job_matcher
 from veerunbook.alert_rules import ALERT_RULES, AlertRule, Tier
 
 GROUP_NAME = "veerunbook"
@@ -52,13 +55,17 @@ def prometheus_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-def alerting_rule(rule: AlertRule) -> dict[str, Any]:
-    """Build the Prometheus alerting rule for ``rule``, which must have PromQL."""
-    if rule.promql is None:
+def alerting_rule(rule: AlertRule, job: str | None = None) -> dict[str, Any]:
+    """Build the Prometheus alerting rule for ``rule``, which must have PromQL.
+
+    With ``job`` the expression reads only the series with that job label.
+    """
+    expression = rule.promql_for(_selector(job))
+    if expression is None:
         raise ValueError(f"alert rule {rule.name!r} has no PromQL expression")
     return {
         "alert": rule.name,
-        "expr": rule.promql,
+        "expr": expression,
         "for": prometheus_duration(rule.for_seconds),
         "labels": {"severity": SEVERITIES[rule.tier], "tier": str(rule.tier)},
         "annotations": {
@@ -69,32 +76,45 @@ def alerting_rule(rule: AlertRule) -> dict[str, Any]:
     }
 
 
-def rules_document(rules: Iterable[AlertRule] = ALERT_RULES) -> dict[str, Any]:
+def rules_document(
+    rules: Iterable[AlertRule] = ALERT_RULES, *, job: str | None = None
+) -> dict[str, Any]:
     """Build the rule file's content: one group with every rule that has PromQL."""
-    exported = [alerting_rule(rule) for rule in rules if rule.promql is not None]
+    exported = [
+        alerting_rule(rule, job) for rule in rules if rule.build_promql is not None
+    ]
     return {"groups": [{"name": GROUP_NAME, "rules": exported}]}
 
 
-def export_yaml(rules: Iterable[AlertRule] = ALERT_RULES) -> str:
+def export_yaml(
+    rules: Iterable[AlertRule] = ALERT_RULES, *, job: str | None = None
+) -> str:
     """Render ``rules`` as a Prometheus rule file, with the left-out rules on top.
 
-    The text depends only on the rules, so two exports of the same rules are equal.
+    With ``job`` every expression reads only the series with that job label. The
+    text depends only on the rules and ``job``, so two such exports are equal.
     """
     rules = tuple(rules)
     body = yaml.safe_dump(
-        rules_document(rules),
+        rules_document(rules, job=job),
         sort_keys=False,
         default_flow_style=False,
         allow_unicode=True,
         # A wide line keeps each PromQL expression on one line.
         width=1_000_000,
     )
-    return _header(rules) + body
+    return _header(rules, job) + body
 
 
-def _header(rules: tuple[AlertRule, ...]) -> str:
+def _selector(job: str | None) -> str:
+    return "" if job is None else job_matcher(job)
+
+
+def _header(rules: tuple[AlertRule, ...], job: str | None) -> str:
     lines = ["# Prometheus alerting rules exported by 'veerunbook alerts export'."]
-    left_out = [rule for rule in rules if rule.promql is None]
+    if job is not None:
+        lines.append(f"# Every expression reads only the series with {_selector(job)}.")
+    left_out = [rule for rule in rules if rule.build_promql is None]
     if left_out:
         lines.append("# Left out because the target exports no metric for the signal:")
         for rule in left_out:

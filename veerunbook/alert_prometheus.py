@@ -1,28 +1,24 @@
 """Alert signals read from a Prometheus server's range-query API.
 
-``signal_promql`` returns each signal's expression over the embedded target's metric
-names: the expression of the signal's alert rules without the comparison, and for a
-counter signal the cumulative counter, because alert evaluation takes the increase
-itself. ``PrometheusSource.read`` evaluates it with ``/api/v1/query_range`` and
-returns the samples in the shape of ``SampleStore.read``, so the same rules can be
-evaluated on the embedded store's samples or on a Prometheus server's.
+``PrometheusSource.read`` evaluates each signal's expression from
+``veerunbook.alert_signals.signal_promql`` with ``/api/v1/query_range`` and returns
+the samples in the shape of ``SampleStore.read``, so the same rules can be evaluated
+on the embedded store's samples or on a Prometheus server's.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
-import re
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from veerunbook.alert_eval import SignalSample
+from veerunbook.alert_promql import job_matcher
 from veerunbook.alert_rules import Signal
-from veerunbook.alert_signals import BLOCKED_IPS_COUNTER, HEAP_LIMIT, HEAP_USED
+from veerunbook.alert_signals import signal_promql
 from veerunbook.config import Target, Timeouts, split_http_url
 from veerunbook.errors import PrometheusQueryError, UsageError
 from veerunbook.probe import ProbeResult, probe
@@ -41,87 +37,7 @@ QUERY_RANGE_PATH = "/api/v1/query_range"
 # Prometheus's query API (web/api/v1/api.go) rejects a range query whose
 # (end - start) / step exceeds 11,000, so a longer range is read in chunks.
 MAX_STEPS = 11_000
-# A Prometheus duration such as 5s, 1m or 1h30m.
-_DURATION = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+")
 _NAMED_SERIES = 3  # maximum label sets quoted in the error about several series
-
-# User requests leave out scrapes and health probes, as the expressions of
-# ``veerunbook.alert_rules`` do, so both count the same requests.
-_USER_REQUESTS = 'endpoint!~"/metrics|/health.*|/readyz|/healthz"'
-_SERVER_ERRORS = 'status_code=~"5.."'
-
-
-def _vector(name: str, *matchers: str) -> str:
-    present = [matcher for matcher in matchers if matcher]
-    return f"{name}{{{','.join(present)}}}" if present else name
-
-
-def _error_ratio(window: str, selector: str) -> str:
-    errors = _vector("http_requests_total", _USER_REQUESTS, _SERVER_ERRORS, selector)
-    requests = _vector("http_requests_total", _USER_REQUESTS, selector)
-    return f"sum(rate({errors}[{window}])) / sum(rate({requests}[{window}]))"
-
-
-def _availability(window: str, selector: str) -> str:
-    return f"1 - ({_error_ratio(window, selector)})"
-
-
-def _p95_ms(window: str, selector: str) -> str:
-    buckets = _vector("http_request_duration_seconds_bucket", _USER_REQUESTS, selector)
-    # The histogram is in seconds and the signal in milliseconds.
-    seconds = f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{window}])))"
-    return f"{seconds} * 1000"
-
-
-def _memory_ratio(window: str, selector: str) -> str:
-    return f"{_vector(HEAP_USED, selector)} / {_vector(HEAP_LIMIT, selector)}"
-
-
-def _pool_utilisation(window: str, selector: str) -> str:
-    active = _vector("database_connections", 'state="active"', selector)
-    limit = _vector("database_connections_max", selector)
-    return f"sum by (job, instance) ({active}) / sum by (job, instance) ({limit})"
-
-
-def _blocked_ips(window: str, selector: str) -> str:
-    return f"sum({_vector(BLOCKED_IPS_COUNTER, selector)})"
-
-
-# Signals without an entry have no metric on the target: the database connection
-# failures, which the caller supplies.
-_EXPRESSIONS: dict[Signal, Callable[[str, str], str]] = {
-    Signal.ERROR_RATE: _error_ratio,
-    Signal.AVAILABILITY: _availability,
-    Signal.P95_MS: _p95_ms,
-    Signal.MEMORY_RATIO: _memory_ratio,
-    Signal.BLOCKED_IPS_PER_MIN: _blocked_ips,
-    Signal.POOL_UTILISATION: _pool_utilisation,
-}
-
-
-def signal_promql(
-    signal: Signal, *, rate_window: str = "1m", selector: str = ""
-) -> str | None:
-    """Return the PromQL expression of ``signal``, or None if it has no metric.
-
-    ``rate_window`` is the range of every ``rate()``, a Prometheus duration.
-    ``selector`` contains extra label matchers for every vector selector, such as
-    ``job="veefore"`` from ``job_matcher``. Raises ValueError for an invalid
-    ``rate_window``.
-    """
-    if not _DURATION.fullmatch(rate_window):
-        raise ValueError(
-            f"invalid rate window {rate_window!r}: use a Prometheus duration such"
-            " as 5s, 1m or 1h30m"
-        )
-    build = _EXPRESSIONS.get(Signal(signal))
-    return None if build is None else build(rate_window, selector)
-
-
-def job_matcher(job: str) -> str:
-    """Return the label matcher ``job="<job>"``, with the name quoted for PromQL."""
-    # JSON string escapes are a subset of the escapes of a PromQL string.
-    return f"job={json.dumps(job, ensure_ascii=False)}"
 
 
 class PrometheusSource:

@@ -1,15 +1,27 @@
 """The runbook's alert rules as data: tier, signal, threshold, hold time and procedure.
 
 The thresholds and hold times are those of the incident-response runbook's alerting
-section (P0 critical, P1 warning, P2 information). Each rule also carries a PromQL
-expression over the metric names of the embedded target
-(``veerunbook.simulator.telemetry``), for an export to Prometheus alerting rules.
+section (P0 critical, P1 warning, P2 information), plus ``TargetDownP0`` for a target
+whose metrics cannot be scraped. Each rule also builds a PromQL expression over the
+metric names of the embedded target (``veerunbook.alert_promql``), for an export to
+Prometheus alerting rules.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from veerunbook.alert_promql import (
+    RULE_RATE_WINDOW,
+    blocked_ips_increase,
+    error_ratio,
+    memory_ratio,
+    p95_seconds,
+    pool_ratio,
+    vector,
+)
 
 
 class Tier(StrEnum):
@@ -30,6 +42,7 @@ class Signal(StrEnum):
     BLOCKED_IPS_PER_MIN = "blocked_ips_per_min"  # counter, increase over 60 s
     DB_CONNECTION_FAILURES_PER_MIN = "db_connection_failures_per_min"  # counter
     POOL_UTILISATION = "pool_utilisation"  # ratio 0..1 of active to max connections
+    UP = "up"  # 1.0 when the scrape of the target's metrics succeeded, 0.0 when not
 
 
 # Signals whose samples are cumulative counters. A rule on one of them compares the
@@ -58,9 +71,10 @@ class AlertRule:
 
     ``for_seconds`` is the Prometheus ``for`` duration: how long the condition must
     hold at every evaluation before the alert fires. For a counter signal,
-    ``window_seconds`` is the range over which the increase is taken. ``promql`` is
-    None when the embedded target exports no metric for the signal, and
-    ``derivation`` then describes where the signal comes from.
+    ``window_seconds`` is the range over which the increase is taken.
+    ``build_promql`` returns the PromQL alert expression for a selector (see
+    ``promql_for``). It is None when the embedded target exports no metric for the
+    signal, and ``derivation`` then describes where the signal comes from.
     """
 
     name: str
@@ -71,38 +85,29 @@ class AlertRule:
     for_seconds: float
     summary: str
     procedure: str
-    promql: str | None
+    build_promql: Callable[[str], str] | None = field(repr=False, compare=False)
     derivation: str = ""
     window_seconds: float = 60.0
+
+    @property
+    def promql(self) -> str | None:
+        """PromQL alert expression over the series of every job, None without one."""
+        return self.promql_for("")
+
+    def promql_for(self, selector: str) -> str | None:
+        """Return the alert expression with ``selector`` added to every vector.
+
+        ``selector`` contains label matchers such as ``job="veefore"`` from
+        ``veerunbook.alert_promql.job_matcher``, or is empty for every job.
+        """
+        if self.build_promql is None:
+            return None
+        return self.build_promql(selector)
 
     def condition_met(self, value: float) -> bool:
         """Return whether one evaluated ``value`` meets the rule's condition."""
         return self.comparison.is_met(value, self.threshold)
 
-
-# User requests: the target's request counter without scrapes and health probes,
-# the routes that ``veerunbook.metrics_window.DEFAULT_EXCLUDE`` leaves out of the
-# error rate, so the exported rules and the embedded evaluation count alike.
-_PROBES = 'endpoint!~"/metrics|/health.*|/readyz|/healthz"'
-_REQUESTS = f"http_requests_total{{{_PROBES}}}"
-_ERRORS = f'http_requests_total{{{_PROBES},status_code=~"5.."}}'
-# The 1-minute rate window of the ratio expressions is our choice, because the runbook
-# gives only the hold time, which the rule's ``for`` carries.
-_ERROR_RATIO = f"sum(rate({_ERRORS}[1m])) / sum(rate({_REQUESTS}[1m]))"
-_P95_SECONDS = (
-    "histogram_quantile(0.95, sum by (le) "
-    f"(rate(http_request_duration_seconds_bucket{{{_PROBES}}}[1m])))"
-)
-# "Memory usage" is read as V8 heap used over the heap limit, which is our choice,
-# because resident memory has no limit on the target to divide by.
-_MEMORY_RATIO = "nodejs_heap_size_used_bytes / nodejs_heap_size_limit_bytes"
-# Both sides are summed by instance: Prometheus adds job and instance labels to every
-# scraped series, and a plain sum() on one side only would match nothing.
-_POOL_RATIO = (
-    'sum by (job, instance) (database_connections{state="active"})'
-    " / sum by (job, instance) (database_connections_max)"
-)
-_BLOCKED_PER_MIN = "increase(security_blocked_ips_total[1m])"
 
 # NOTE: availability is derived as 1 - the 5xx ratio of user requests, which is our
 # choice. HTTP probe results are the other possible source.
@@ -131,7 +136,9 @@ def _error_rate(tier: Tier, threshold: float, minutes: int) -> AlertRule:
             f" for {minutes} minutes."
         ),
         procedure="high-error-rate",
-        promql=f"{_ERROR_RATIO} > {threshold}",
+        build_promql=lambda selector: (
+            f"{error_ratio(RULE_RATE_WINDOW, selector, by='job')} > {threshold}"
+        ),
     )
 
 
@@ -149,7 +156,10 @@ def _p95(tier: Tier, threshold_ms: float, minutes: int) -> AlertRule:
         ),
         procedure="performance-degradation",
         # The histogram is in seconds, the threshold in milliseconds.
-        promql=f"{_P95_SECONDS} > {threshold_ms / 1000}",
+        build_promql=lambda selector: (
+            f"{p95_seconds(RULE_RATE_WINDOW, selector, by='job')}"
+            f" > {threshold_ms / 1000}"
+        ),
     )
 
 
@@ -165,11 +175,13 @@ def _blocked_ips(tier: Tier, threshold: int) -> AlertRule:
         for_seconds=0.0,
         summary=f"More than {threshold} IP addresses were blocked within one minute.",
         procedure="security-incident",
-        promql=f"{_BLOCKED_PER_MIN} > {threshold}",
+        build_promql=lambda selector: (
+            f"{blocked_ips_increase(RULE_RATE_WINDOW, selector)} > {threshold}"
+        ),
     )
 
 
-# Every rule of the runbook's alerting section, P0 first.
+# Every rule of the runbook's alerting section and TargetDownP0, P0 first.
 ALERT_RULES: tuple[AlertRule, ...] = (
     # P0 critical: error rate > 5 % for 2 minutes.
     _error_rate(Tier.P0, 0.05, 2),
@@ -183,7 +195,9 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         for_seconds=60.0,
         summary="Fewer than 95% of user requests were served without error for 1 min.",
         procedure="triage",
-        promql=f"1 - ({_ERROR_RATIO}) < 0.95",
+        build_promql=lambda selector: (
+            f"1 - ({error_ratio(RULE_RATE_WINDOW, selector, by='job')}) < 0.95"
+        ),
         derivation=_AVAILABILITY_DERIVATION,
     ),
     # P0 critical: more than 50 blocked IPs in 1 minute.
@@ -199,8 +213,22 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         for_seconds=0.0,
         summary="More than 10 database connection attempts failed within one minute.",
         procedure="database-connection",
-        promql=None,
+        build_promql=None,
         derivation=_DB_FAILURES_DERIVATION,
+    ),
+    # NOTE: the runbook has no rule for a target whose metrics cannot be read. We
+    # treat one whose scrape fails for a minute as unavailable, so this rule sits
+    # beside the runbook's P0 availability line (below 95 % for 1 minute).
+    AlertRule(
+        name="TargetDownP0",
+        tier=Tier.P0,
+        signal=Signal.UP,
+        comparison=Comparison.BELOW,
+        threshold=1.0,
+        for_seconds=60.0,
+        summary="The target's metrics could not be scraped for 1 minute.",
+        procedure="triage",
+        build_promql=lambda selector: f"{vector('up', selector)} == 0",
     ),
     # P1 warning: error rate > 1 % for 5 minutes.
     _error_rate(Tier.P1, 0.01, 5),
@@ -216,7 +244,7 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         for_seconds=600.0,
         summary="Heap use was above 85% of the heap limit for 10 minutes.",
         procedure="triage",
-        promql=f"{_MEMORY_RATIO} > 0.85",
+        build_promql=lambda selector: f"{memory_ratio(selector)} > 0.85",
     ),
     # P1 warning: more than 10 blocked IPs in 1 minute.
     _blocked_ips(Tier.P1, 10),
@@ -237,7 +265,7 @@ ALERT_RULES: tuple[AlertRule, ...] = (
             " for 15 minutes."
         ),
         procedure="database-connection",
-        promql=f"{_POOL_RATIO} > 0.8",
+        build_promql=lambda selector: f"{pool_ratio(selector)} > 0.8",
     ),
 )
 
