@@ -66,21 +66,49 @@ def _events(archive: Path) -> list[dict[str, Any]]:
 
 def _transitions(events: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
     return [
-        (event["alert"], event["transition"], event["at"])
+        (event["alert"], event["transition"], event["at_unix"])
         for event in events
         if event.get("event") == "note" and "transition" in event
     ]
 
 
+def _note(events: list[dict[str, Any]], alert: str, change: str) -> dict[str, Any]:
+    return next(
+        event
+        for event in events
+        if event.get("alert") == alert and event.get("transition") == change
+    )
+
+
+def _check(events: list[dict[str, Any]], run: str, name: str) -> dict[str, Any]:
+    return next(
+        event
+        for event in events
+        if event["event"] == "check" and event["run"] == run and event["name"] == name
+    )
+
+
+def _run_ids(events: list[dict[str, Any]]) -> list[str]:
+    return [event["run"] for event in events if event["event"] == "run.started"]
+
+
+def _has_image(notebook: Path) -> bool:
+    cells = json.loads(notebook.read_text())["cells"]
+    outputs = [output for cell in cells for output in cell.get("outputs", [])]
+    return any("image/png" in output.get("data", {}) for output in outputs)
+
+
 def test_cron_minutes_fire_and_resolve_once(
     target: RunningTarget, tmp_path: Path
 ) -> None:
-    codes = []
+    outcomes = []
     for minute, scenario in enumerate(MINUTES):
         target.set_scenario(scenario)
         _send_requests(target)
-        codes.append(_run(target.base_url, tmp_path, minute).exit_code)
-    transitions = _transitions(_events(tmp_path))
+        outcomes.append(_run(target.base_url, tmp_path, minute))
+    codes = [outcome.exit_code for outcome in outcomes]
+    events = _events(tmp_path)
+    transitions = _transitions(events)
     error_rate = [item for item in transitions if item[0] == "ErrorRateP0"]
     # Active from minute 2; firing at minute 4 because 120 s held meets the 2 min
     # hold time (inclusive); resolved at minute 6 when the errors stop.
@@ -93,6 +121,45 @@ def test_cron_minutes_fire_and_resolve_once(
     # AvailabilityP0 (< 95 % for 1 min) fires at minute 3, so the runs of minutes
     # 3-5 end with findings. The pending alerts of minute 2 are warnings only.
     assert codes == [0, 0, 0, 1, 1, 1, 0]
+    assert _has_image(outcomes[-1].notebook)
+    _check_notes(events)
+    _check_notifications(events)
+
+
+def _check_notes(events: list[dict[str, Any]]) -> None:
+    """Check the ErrorRateP0 notes: ISO times, percent values, duration, text."""
+    runs = _run_ids(events)
+    firing = _note(events, "ErrorRateP0", "firing")
+    observed = _check(events, runs[4], "alert ErrorRateP0")["observed"]
+    assert firing["since"] == "2026-12-04T14:02:00.000000Z"
+    assert firing["at"] == "2026-12-04T14:04:00.000000Z"
+    assert firing["unit"] == "%"
+    assert firing["threshold"] == 5.0
+    assert firing["value"] == observed
+    assert firing["text"].startswith("[P0] ErrorRateP0 firing since 14:02:00 UTC (")
+    assert firing["text"].endswith(
+        f"Run: veerunbook run high-error-rate --target {_run_target(events)}"
+    )
+    resolved = _note(events, "ErrorRateP0", "resolved")
+    # Active from 14:02:00, resolved at the check of 14:06:00: 240 s.
+    assert resolved["duration_s"] == 240.0
+    assert resolved["value"] == _check(events, runs[6], "alert ErrorRateP0")["observed"]
+    assert resolved["text"].startswith(
+        "[P0] ErrorRateP0 resolved after 4 min 00 s (now"
+    )
+
+
+def _run_target(events: list[dict[str, Any]]) -> str:
+    return str(next(e for e in events if e["event"] == "run.started")["target"])
+
+
+def _check_notifications(events: list[dict[str, Any]]) -> None:
+    """With notify False, a run with transitions warns and the others skip."""
+    statuses = [
+        _check(events, run, "alert notification")["status"] for run in _run_ids(events)
+    ]
+    # AvailabilityP0 fires at minute 3, ErrorRateP0 at minute 4, both resolve at 6.
+    assert statuses == ["skip", "skip", "skip", "warn", "warn", "skip", "warn"]
 
 
 def test_pending_rule_check_is_warn(target: RunningTarget, tmp_path: Path) -> None:

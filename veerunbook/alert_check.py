@@ -68,6 +68,7 @@ def check_alerts(
     run: RunContext | None = None,
     redactor: Redactor | None = None,
     store: bool = True,
+    record_states: bool = True,
     source: SampleSource | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CheckResult:
@@ -76,7 +77,10 @@ def check_alerts(
 
     With ``run`` the scrapes, one check per rule and each transition are journaled.
     Without ``store`` nothing is written: the stored samples, if any, are read and
-    this check's sample is added in memory only. With ``source``, or when the target
+    this check's sample is added in memory only. Without ``record_states`` the
+    samples are stored but the rule states are not, so the next check that records
+    them reports the same transitions again: a quick look by hand never takes a
+    transition away from the scheduled check. With ``source``, or when the target
     names a ``prometheus_url``, no scrape is taken and the rules are evaluated over
     the source's samples, while the stored rule states still make each transition
     journaled once. A source that fails leaves those states unchanged.
@@ -88,6 +92,7 @@ def check_alerts(
     moment = time.time() if now is None else now
     context = _Context(target, moment, interval_seconds, sample_seconds, run)
     context.redactor, context.progress = redactor, progress
+    context.record_states = record_states
     if not store:
         return _check_read_only(context, archive, source)
     with check_lock(store_path(archive, target.name).parent) as held:
@@ -106,6 +111,7 @@ class _Context:
     run: RunContext | None
     redactor: Redactor | None = None
     progress: Callable[[str], None] | None = None
+    record_states: bool = True
 
     @property
     def max_gap(self) -> float:
@@ -115,7 +121,7 @@ class _Context:
 def _skipped(context: _Context, reason: str) -> CheckResult:
     if context.run is not None:
         journal_skipped(context.run, reason)
-    return CheckResult(time=context.now, skipped=reason)
+    return CheckResult(time=context.now, target=context.target.name, skipped=reason)
 
 
 def _source_failed(context: _Context, error: PrometheusQueryError) -> CheckResult:
@@ -126,7 +132,9 @@ def _source_failed(context: _Context, error: PrometheusQueryError) -> CheckResul
         reason = context.redactor.mask(reason)
     if context.run is not None:
         journal_source_error(context.run, reason)
-    return CheckResult(time=context.now, scrape_error=reason)
+    return CheckResult(
+        time=context.now, target=context.target.name, scrape_error=reason
+    )
 
 
 def _check_stored(
@@ -146,7 +154,8 @@ def _check_stored(
             samples.save_scrape(now, measurement.body)
         _append(context, samples, measurement.values)
         statuses = _evaluate_all(samples, now, context.interval)
-    transitions = _compare_states(samples, statuses, now, write=True)
+    write = context.record_states
+    transitions = _compare_states(samples, statuses, now, write=write)
     return _finish(context, statuses, transitions, measurement)
 
 
@@ -293,6 +302,7 @@ def _finish(
 ) -> CheckResult:
     result = CheckResult(
         time=context.now,
+        target=context.target.name,
         values=dict(measurement.values),
         rules=statuses,
         transitions=transitions,

@@ -2,18 +2,28 @@
 
 A rule's state becomes one check per rule: a firing alert is a failed check, so the
 run's status is ``findings`` and its exit code 1 while anything fires. Each firing or
-resolved transition becomes one note.
+resolved transition becomes one note, whose text is also the notification's line.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from veerunbook.alert_eval import AlertState
 from veerunbook.alert_rules import AlertRule, Signal
-from veerunbook.alert_units import rule_value_text
+from veerunbook.alert_units import (
+    clock_text,
+    condition_text,
+    duration_text,
+    missing_reason,
+    rule_quantity,
+    rule_value_text,
+)
+from veerunbook.journal import utc_timestamp
 
 if TYPE_CHECKING:
     from veerunbook.record import RunContext
@@ -47,16 +57,25 @@ class AlertTransition:
     value: float | None
     since: float | None
 
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds the alert was active before it resolved, None while firing."""
+        if self.transition != "resolved" or self.since is None:
+            return None
+        return self.time - self.since
+
 
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one alert check at ``time`` (Unix seconds).
 
     ``skipped`` gives the reason nothing was evaluated (another check holds the
-    lock), and ``scrape_error`` the reason the signals are None.
+    lock), and ``scrape_error`` the reason the signals are None. ``target`` is the
+    name of the checked target.
     """
 
     time: float
+    target: str = ""
     values: Mapping[Signal, float | None] = field(default_factory=dict)
     rules: tuple[RuleStatus, ...] = ()
     transitions: tuple[AlertTransition, ...] = ()
@@ -94,7 +113,6 @@ def journal_result(run: RunContext, result: CheckResult) -> None:
     for status in result.rules:
         rule = status.rule
         shown, unit = rule_value_text(rule, status.value)
-        threshold, _ = rule_value_text(rule, rule.threshold)
         state = status.state
         check = "skip" if status.value is None and not status.since else None
         run.check(
@@ -102,21 +120,84 @@ def journal_result(run: RunContext, result: CheckResult) -> None:
             check or _CHECK_STATUS[state],
             observed=shown,
             unit=unit,
-            expected=f"alert when {rule.comparison.value} {threshold}"
-            f" for {rule.for_seconds:g} s",
-            summary=f"{state.value}: {rule.signal.value}"
-            f" {'no value' if shown is None else f'{shown:g} {unit}'}",
+            expected=condition_text(rule),
+            summary=rule_summary(status, result),
         )
+
     for change in result.transitions:
-        rule = change.rule
-        run.note(
-            f"alert {rule.name} {change.transition}",
-            alert=rule.name,
-            tier=rule.tier.value,
-            transition=change.transition,
-            value=change.value,
-            threshold=rule.threshold,
-            since=change.since,
-            at=change.time,
-            procedure=rule.procedure,
-        )
+        text = transition_text(change, result)
+        run.note(text, **transition_fields(change, result))
+
+
+def rule_summary(status: RuleStatus, result: CheckResult) -> str:
+    """Describe a rule's state at the check, such as ``firing: error_rate 26.3 %,
+    active since 14:22:30 UTC``, or why it has no value."""
+    rule = status.rule
+    text = f"{status.state.value}: {rule.signal.value}"
+    if status.value is None:
+        text += f" no value, {missing_reason(rule.signal, result.scrape_error)}"
+    else:
+        text += f" {rule_quantity(rule, status.value)}"
+    if status.since is not None:
+        text += f", active since {clock_text(status.since)}"
+    return text
+
+
+def transition_text(change: AlertTransition, result: CheckResult) -> str:
+    """Return the one-line message of a transition, as journaled and sent.
+
+    Firing: ``[P0] ErrorRateP0 firing since 14:22:30 UTC (26.3 %, alert above 5 %
+    for 2 min): <summary> Run: veerunbook run high-error-rate --target prod``.
+    Resolved: ``[P0] ErrorRateP0 resolved after 4 min 00 s (now 0.4 %)``, or with
+    ``: no value, <reason>`` in place of the value when there is none.
+    """
+    rule = change.rule
+    head = f"[{rule.tier.value}] {rule.name}"
+    if change.transition == "resolved":
+        duration = change.duration_seconds
+        after = "" if duration is None else f" after {duration_text(duration)}"
+        if change.value is None:
+            reason = missing_reason(rule.signal, result.scrape_error)
+            return f"{head} resolved{after}: no value, {reason}"
+        return f"{head} resolved{after} (now {rule_quantity(rule, change.value)})"
+    since = change.time if change.since is None else change.since
+    command = f"veerunbook run {rule.procedure}"
+    if result.target:
+        command += f" --target {shlex.quote(result.target)}"
+    return (
+        f"{head} firing since {clock_text(since)}"
+        f" ({rule_quantity(rule, change.value)}, {condition_text(rule)}):"
+        f" {rule.summary} Run: {command}"
+    )
+
+
+def transition_fields(change: AlertTransition, result: CheckResult) -> dict[str, Any]:
+    """Return a transition note's fields: times in ISO 8601 UTC and Unix seconds,
+    value and threshold in the rule's display unit."""
+    rule = change.rule
+    value, unit = rule_value_text(rule, change.value)
+    threshold, _ = rule_value_text(rule, rule.threshold)
+    fields: dict[str, Any] = {
+        "alert": rule.name,
+        "tier": rule.tier.value,
+        "transition": change.transition,
+        "value": value,
+        "threshold": threshold,
+        "unit": unit,
+        "since": _iso(change.since),
+        "since_unix": change.since,
+        "at": _iso(change.time),
+        "at_unix": change.time,
+        "procedure": rule.procedure,
+    }
+    if change.transition == "resolved":
+        fields["duration_s"] = change.duration_seconds
+    if change.value is None:
+        fields["reason"] = missing_reason(rule.signal, result.scrape_error)
+    return fields
+
+
+def _iso(unix_seconds: float | None) -> str | None:
+    if unix_seconds is None:
+        return None
+    return utc_timestamp(datetime.fromtimestamp(unix_seconds, UTC))

@@ -8,14 +8,28 @@ scheduler runs once per interval. The evaluation itself is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from veerunbook.alert_check import CheckResult, check_alerts
-from veerunbook.alert_rules import Signal
+from veerunbook.alert_check_result import (
+    AlertTransition,
+    RuleStatus,
+    transition_text,
+)
+from veerunbook.alert_rules import ALERT_RULES, COUNTER_SIGNALS, Signal
 from veerunbook.alert_store import SampleStore, store_path
-from veerunbook.alert_units import rule_value_text, signal_value_text
-from veerunbook.notify import build_message, deliver
+from veerunbook.alert_units import (
+    clock_text,
+    duration_text,
+    missing_reason,
+    rule_quantity,
+    rule_value_text,
+    signal_value_text,
+)
+from veerunbook.journal import utc_timestamp
+from veerunbook.notify import Delivery, build_message, deliver
 from veerunbook.session import Session
 from veerunbook.triage_tables import Nothing, frame
 
@@ -24,6 +38,8 @@ if TYPE_CHECKING:
 
 # Minutes of stored samples that the history plot shows.
 HISTORY_MINUTES = 30.0
+# Table text in place of a missing number, so no cell reads NaN.
+NO_VALUE = "no value"
 
 
 @dataclass
@@ -32,6 +48,7 @@ class AlertCheck:
 
     session: Session
     result: CheckResult | None = None
+    interval_seconds: float = 60.0
 
     @property
     def archive(self) -> Path:
@@ -43,6 +60,7 @@ class AlertCheck:
         self, interval_seconds: float, sample_seconds: float, replay_time: float = 0.0
     ) -> pd.DataFrame | Nothing:
         """Run one check at ``replay_time`` (0: now) and show how it went."""
+        self.interval_seconds = interval_seconds
         self.result = check_alerts(
             self.session.target,
             self.archive,
@@ -57,11 +75,13 @@ class AlertCheck:
         if result.skipped:
             return Nothing(f"CHECK SKIPPED, nothing evaluated: {result.skipped}")
         window = result.window_seconds
+        moment = datetime.fromtimestamp(result.time, UTC)
         return frame(
             [
                 {
-                    "time (Unix s)": result.time,
-                    "window s": None if window is None else round(window, 1),
+                    "time (UTC)": utc_timestamp(moment),
+                    "time (Unix s)": f"{result.time:.3f}".rstrip("0").rstrip("."),
+                    "window s": NO_VALUE if window is None else round(window, 1),
                     "scrape error": result.scrape_error or "",
                     "store": str(store_path(self.archive, self.session.target.name)),
                 }
@@ -70,19 +90,32 @@ class AlertCheck:
 
     # Step 2: signal values.
     def signals_table(self) -> pd.DataFrame | Nothing:
-        """Tabulate each signal's value at this check, None where not measured."""
+        """Tabulate each signal's value at this check, and a counter's increase over
+        each rule window, with the reason where a value is missing."""
         result = self.result
         if result is None or result.skipped:
             return Nothing("no signals: the check was skipped")
         rows = []
         for signal in Signal:
-            shown, unit = signal_value_text(signal, result.values.get(signal))
-            rows.append({"signal": signal.value, "value": shown, "unit": unit})
+            value = result.values.get(signal)
+            shown, unit = signal_value_text(signal, value)
+            rows.append(
+                {
+                    "signal": signal.value,
+                    "value": NO_VALUE if shown is None else shown,
+                    "unit": unit,
+                    "increase": _increase_text(signal, result.rules),
+                    "reason": ""
+                    if value is not None
+                    else missing_reason(signal, result.scrape_error),
+                }
+            )
         return frame(rows)
 
     # Step 3: rule states.
     def rules_table(self) -> pd.DataFrame | Nothing:
-        """Tabulate every rule with its value, threshold, hold time and state."""
+        """Tabulate every rule with its value, threshold, hold time, state and since
+        when it is active."""
         result = self.result
         if result is None or result.skipped:
             return Nothing("no rules evaluated: the check was skipped")
@@ -90,16 +123,22 @@ class AlertCheck:
         for status in result.rules:
             rule = status.rule
             value, unit = rule_value_text(rule, status.value)
-            threshold, _ = rule_value_text(rule, rule.threshold)
+            since = status.since
             rows.append(
                 {
                     "rule": rule.name,
                     "tier": rule.tier.value,
                     "signal": rule.signal.value,
-                    "value": value,
-                    "threshold": f"{rule.comparison.value} {threshold:g} {unit}",
+                    "value": NO_VALUE if value is None else value,
+                    "unit": unit,
+                    "threshold": f"{rule.comparison.value}"
+                    f" {rule_quantity(rule, rule.threshold)}",
                     "for s": rule.for_seconds,
                     "state": status.state.value,
+                    "since": "" if since is None else clock_text(since),
+                    "reason": ""
+                    if value is not None
+                    else missing_reason(rule.signal, result.scrape_error),
                 }
             )
         return frame(rows)
@@ -115,51 +154,47 @@ class AlertCheck:
             print("no stored samples: nothing to plot")
             return None
         start = result.time - HISTORY_MINUTES * 60
+        # Samples from before the plot's left edge let each rule's hold time run.
+        plotted = [r for r in ALERT_RULES if r.signal in _PLOTTED]
+        lead = max(r.for_seconds + r.window_seconds for r in plotted)
+        first = start - lead - 2 * self.interval_seconds
         with SampleStore(self.archive, self.session.target.name) as store:
-            errors = store.read(Signal.ERROR_RATE, start, result.time)
-            p95 = store.read(Signal.P95_MS, start, result.time)
-        return plot_history(errors, p95, result.time)
+            errors = store.read(Signal.ERROR_RATE, first, result.time)
+            p95 = store.read(Signal.P95_MS, first, result.time)
+        return plot_history(
+            errors,
+            p95,
+            start=start,
+            now=result.time,
+            interval_seconds=self.interval_seconds,
+        )
 
     # Step 5: transitions and notification.
     def notify(self, send: bool) -> pd.DataFrame | Nothing:
-        """Tabulate this check's transitions and send one message for all of them."""
-        result = self.result
-        if result is None or not result.transitions:
-            return Nothing("no alert started firing or resolved at this check")
-        rows = []
-        for change in result.transitions:
-            value, unit = rule_value_text(change.rule, change.value)
-            rows.append(
-                {
-                    "rule": change.rule.name,
-                    "tier": change.rule.tier.value,
-                    "transition": change.transition,
-                    "value": value,
-                    "unit": unit,
-                    "procedure": change.rule.procedure,
-                }
-            )
-        config = self.session.config
-        message = build_message(config.notify_channel, self._message_text(result))
-        delivery = deliver(
-            message, variable=config.notify_webhook_env, send=send, run=self.session.run
-        )
-        print(f"notification: {delivery.outcome}")
-        print(message["text"])
-        return frame(rows)
+        """Tabulate this check's transitions, send one message for all of them, and
+        record the ``alert notification`` check.
 
-    def _message_text(self, result: CheckResult) -> str:
-        name = self.session.target.name
-        lines = [f"Alert check of {name}:"]
-        for change in result.transitions:
-            rule = change.rule
-            value, unit = rule_value_text(rule, change.value)
-            shown = "no value" if value is None else f"{value:g} {unit}"
-            lines.append(
-                f"[{rule.tier.value}] {rule.name} {change.transition.upper()}"
-                f" ({shown}): {rule.summary} Procedure: {rule.procedure}."
-            )
-        return "\n".join(lines)
+        The check passes when the message was sent, warns when it was not sent
+        (``send`` false or no webhook URL), is an error when sending failed, and
+        is skipped when there was nothing to send.
+        """
+        result = self.result
+        run = self.session.run
+        if result is None or not result.transitions:
+            why = "the check was skipped" if result and result.skipped else None
+            why = why or "no alert started firing or resolved at this check"
+            run.check("alert notification", "skip", summary=f"nothing to send: {why}")
+            return Nothing(why)
+        config = self.session.config
+        text = "\n".join(transition_text(c, result) for c in result.transitions)
+        message = build_message(config.notify_channel, text)
+        delivery = deliver(
+            message, variable=config.notify_webhook_env, send=send, run=run
+        )
+        _record_delivery(self.session, delivery, len(result.transitions))
+        print(f"notification: {delivery.outcome}")
+        print(text)
+        return frame([_transition_row(change) for change in result.transitions])
 
     # Step 6: summary.
     def summary(self) -> pd.DataFrame:
@@ -170,4 +205,60 @@ class AlertCheck:
         order = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
         ranked = checks.assign(_order=checks["status"].map(order))
         ranked = ranked.sort_values(["_order", "time"])
-        return ranked.drop(columns="_order").reset_index(drop=True)
+        ranked = ranked.drop(columns="_order").reset_index(drop=True)
+        # Blank, not NaN, where a check has no observed or expected value.
+        return ranked.astype(object).where(ranked.notna(), "")
+
+
+# Signals that the history plot draws.
+_PLOTTED = frozenset({Signal.ERROR_RATE, Signal.P95_MS})
+
+
+def _increase_text(signal: Signal, statuses: tuple[RuleStatus, ...]) -> str:
+    """Return a counter's increase over each distinct rule window, as the rules
+    table shows it, such as ``63 per 60 s``; empty for other signals."""
+    if signal not in COUNTER_SIGNALS:
+        return ""
+    by_window: dict[float, RuleStatus] = {}
+    for status in statuses:
+        if status.rule.signal is not signal:
+            continue
+        window = status.rule.window_seconds
+        if window not in by_window or by_window[window].value is None:
+            by_window[window] = status
+    shown = []
+    for _, status in sorted(by_window.items()):
+        shown.append(rule_quantity(status.rule, status.value))
+    return "; ".join(shown) or NO_VALUE
+
+
+def _transition_row(change: AlertTransition) -> dict[str, Any]:
+    rule = change.rule
+    duration = change.duration_seconds
+    return {
+        "rule": rule.name,
+        "tier": rule.tier.value,
+        "transition": change.transition,
+        "value": rule_quantity(rule, change.value),
+        "since": "" if change.since is None else clock_text(change.since),
+        "active for": "" if duration is None else duration_text(duration),
+        "procedure": rule.procedure,
+    }
+
+
+def _record_delivery(session: Session, delivery: Delivery, count: int) -> None:
+    """Record the ``alert notification`` check: pass sent, error failed, warn not
+    sent, so a lost page shows in the run summary and in the scheduler's log."""
+    status = "warn"
+    if delivery.sent:
+        status = "pass"
+    elif delivery.failed:
+        status = "error"
+    session.run.check(
+        "alert notification",
+        status,
+        observed=count,
+        unit="transitions",
+        expected="sent through the configured webhook",
+        summary=delivery.outcome,
+    )

@@ -8,6 +8,7 @@ complete (kernel died, timeout, notebook error), partial notebook kept.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,9 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="rule file to write, replaced atomically (default: standard output)",
     )
+    export.add_argument(
+        "--job",
+        metavar="NAME",
+        help="Prometheus job label that every expression matches, so that one"
+        " server can watch several services (default: every job)",
+    )
     check = alert_commands.add_parser(
         "check",
-        help="evaluate the alert rules once against a target, without a notebook",
+        help="evaluate the alert rules once against a target, without a notebook "
+        "and without changing the rule states that the scheduled check compares with",
     )
     check.add_argument(
         "--target",
@@ -211,14 +219,16 @@ def _add_receive(commands: argparse._SubParsersAction[_Parser]) -> None:
         default=300.0,
         metavar="SECONDS",
         help="drop an alert repeated with the same status and start within this "
-        "many seconds (default 300)",
+        "many seconds: a finite number, 0 or more; 0 keeps every repeat "
+        "(default 300)",
     )
     receive.add_argument(
         "--max-body-bytes",
         type=int,
         default=1 << 20,
         metavar="BYTES",
-        help="reject a webhook body larger than this with 413 (default 1048576)",
+        help="reject a webhook body larger than this with 413, at least 1 "
+        "(default 1048576)",
     )
     receive.add_argument(
         "--token-env",
@@ -238,32 +248,45 @@ def _add_receive(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="notebook parameter for every run whose procedure declares it",
+        help="read-only notebook parameter, such as window_seconds, for every run "
+        "whose procedure declares it; confirm and parameters that change the "
+        "target are rejected",
     )
     receive.add_argument(
         "--run-timeout",
         type=float,
         default=3600.0,
         metavar="SECONDS",
-        help="abort a run after this many seconds (default 3600)",
+        help="abort a run after this many seconds, above 0 and at most 604800 "
+        "(one week; default 3600)",
     )
     receive.add_argument(
         "--queue-size",
         type=int,
         default=32,
         metavar="RUNS",
-        help="runs that may wait for the worker; an alert beyond it is journaled "
-        "as not run (default 32)",
+        help="runs that may wait for the worker, at least 1; an alert beyond it "
+        "is journaled as not run (default 32)",
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return its exit code."""
+    """Run the command line and return its exit code.
+
+    A reader that closes the output pipe early (``veerunbook list | head -1``) ends
+    the command quietly with exit code 1, unless the command handled it itself.
+    """
     try:
         args = build_parser().parse_args(argv)
         from veerunbook import commands
 
-        return commands.dispatch(args)
+        code = commands.dispatch(args)
+        # Flush here, so a closed pipe raises inside this try and not at exit.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        silence_stdout()
+        return EXIT_FINDINGS
     except VeerunbookError as exc:
         print(f"veerunbook: error: {_masked(str(exc), argv)}", file=sys.stderr)
         return EXIT_RUN_FAILED if isinstance(exc, RunError) else EXIT_USAGE
@@ -275,6 +298,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("veerunbook: interrupted", file=sys.stderr)
         return EXIT_RUN_FAILED
+
+
+def silence_stdout() -> None:
+    """Point standard output at the null device after a broken pipe.
+
+    Python flushes ``sys.stdout`` again at exit, and that flush into the closed pipe
+    would print another BrokenPipeError. The Python documentation's advice on
+    SIGPIPE is this redirection.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _masked(message: str, argv: Sequence[str] | None) -> str:

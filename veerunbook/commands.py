@@ -29,6 +29,7 @@ from veerunbook.run_summary import (
 )
 
 if TYPE_CHECKING:
+    from veerunbook.alert_check import CheckResult
     from veerunbook.runner import RunOutcome
 
 _log = logging.getLogger("veerunbook")
@@ -319,8 +320,13 @@ def _alerts(args: argparse.Namespace, config: Config, redactor: Redactor) -> int
     from veerunbook.alert_export import export_yaml, rules_document
     from veerunbook.journal import write_atomic
 
-    text = export_yaml()
-    count = len(rules_document()["groups"][0]["rules"])
+    job = args.job
+    if job is not None and not job.strip():
+        raise UsageError(
+            f"invalid --job {job!r}: give the Prometheus job name of the target"
+        )
+    text = export_yaml(job=job)
+    count = len(rules_document(job=job)["groups"][0]["rules"])
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -343,9 +349,12 @@ def _receive(args: argparse.Namespace, config: Config, redactor: Redactor) -> in
 
 
 def _alerts_check(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
-    """Evaluate the alert rules once; print one line per rule; 1 while any fires."""
+    """Evaluate the alert rules once; print one line per rule; 1 while any fires.
+
+    This quick look never stores rule states, so the scheduled check that follows
+    still journals and sends every transition.
+    """
     from veerunbook.alert_check import check_alerts
-    from veerunbook.alert_units import rule_value_text
     from veerunbook.target import connect
 
     for option in ("sample_seconds", "interval_seconds"):
@@ -362,20 +371,38 @@ def _alerts_check(args: argparse.Namespace, config: Config, redactor: Redactor) 
             sample_seconds=args.sample_seconds,
             redactor=redactor,
             store=not args.no_store,
+            record_states=False,
         )
     if result.skipped:
-        print(redactor.mask(f"skipped: {result.skipped}"))
-        return 1
+        lines, code = [f"skipped: {result.skipped}"], 1
+    else:
+        lines = _alert_lines(result)
+        code = 1 if result.firing or result.scrape_error else 0
+    try:
+        print(redactor.mask("\n".join(lines)))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (such as `head -1`) has closed the pipe: keep the exit code.
+        from veerunbook.cli import silence_stdout
+
+        silence_stdout()
+    return code
+
+
+def _alert_lines(result: CheckResult) -> list[str]:
+    """Return one line per rule: state, tier, name, value, condition and since."""
+    from veerunbook.alert_units import clock_text, condition_text, rule_quantity
+
+    lines = []
     if result.scrape_error:
-        print(redactor.mask(f"scrape failed: {result.scrape_error}"))
+        lines.append(f"scrape failed: {result.scrape_error}")
     for status in result.rules:
         rule = status.rule
-        value, unit = rule_value_text(rule, status.value)
-        threshold, _ = rule_value_text(rule, rule.threshold)
-        shown = "-" if value is None else f"{value:g}"
-        print(
+        line = (
             f"{status.state.value:<8} {rule.tier.value} {rule.name:<30}"
-            f" {shown} {unit} ({rule.comparison.value} {threshold:g}"
-            f" for {rule.for_seconds:g} s)"
+            f" {rule_quantity(rule, status.value)} ({condition_text(rule)})"
         )
-    return 1 if result.firing or result.scrape_error else 0
+        if status.since is not None:
+            line += f" since {clock_text(status.since)}"
+        lines.append(line)
+    return lines

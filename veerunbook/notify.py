@@ -38,6 +38,11 @@ class Delivery:
     outcome: str
     attempts: int = 0
 
+    @property
+    def failed(self) -> bool:
+        """Whether sending was attempted and did not succeed."""
+        return not self.sent and self.attempts > 0
+
 
 def build_message(channel: str, text: str) -> dict[str, Any]:
     """Return a Slack-compatible webhook message for ``channel``."""
