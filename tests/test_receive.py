@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import pytest
 
 from veerunbook.incident import load_incident
 from veerunbook.journal import Journal, validate_incident_id
-from veerunbook.receive import Receipt, Receiver
+from veerunbook.receive import AlertDecision, Receipt, Receiver
+from veerunbook.receive_log import RepeatFilter
 from veerunbook.receive_payload import (
     Alert,
     PayloadError,
@@ -28,7 +31,7 @@ from veerunbook.receive_rules import (
     choose_procedure,
     format_duration,
     incident_id_for,
-    severity_from_labels,
+    tier_from_labels,
 )
 from veerunbook.receive_runs import RunQueue, RunRequest, RunSettings, run_command
 
@@ -48,6 +51,8 @@ POSTGRES = "0c9d8e7f6a5b4c3d"
 ERROR_RATE_INCIDENT = f"alert-{ERROR_RATE}-20261204T142230"
 LATENCY_INCIDENT = f"alert-{LATENCY}-20261204T142500"
 POSTGRES_INCIDENT = f"alert-{POSTGRES}-20261204T142045"
+# A deadline for waiting on a thread, not an assertion on its speed.
+WAIT_SECONDS = 60.0
 
 
 def payload(name: str) -> dict[str, Any]:
@@ -291,8 +296,8 @@ def test_unmapped_alert_gets_triage() -> None:
         ({"tier": "P9"}, None),
     ],
 )
-def test_severity_from_labels(labels: dict[str, str], expected: str | None) -> None:
-    assert severity_from_labels(labels) == expected
+def test_tier_from_labels(labels: dict[str, str], expected: str | None) -> None:
+    assert tier_from_labels(labels) == expected
 
 
 def test_incident_id_from_fingerprint_and_start() -> None:
@@ -378,9 +383,7 @@ def test_mixed_payload_resolves_error_rate_incident(tmp_path: Path) -> None:
 
 def test_resolved_note_has_duration(tmp_path: Path) -> None:
     post_all(tmp_path)
-    resolved = [
-        n for n in notes(tmp_path, ERROR_RATE_INCIDENT) if n["status"] == "resolved"
-    ]
+    resolved = [n for n in notes(tmp_path, ERROR_RATE_INCIDENT) if "duration_s" in n]
     assert len(resolved) == 1
     assert "resolved after 25 min 00 s" in resolved[0]["text"]
     assert resolved[0]["duration_s"] == pytest.approx(1500.0)
@@ -389,9 +392,7 @@ def test_resolved_note_has_duration(tmp_path: Path) -> None:
 
 def test_latency_resolved_after_33_minutes(tmp_path: Path) -> None:
     post_all(tmp_path)
-    resolved = [
-        n for n in notes(tmp_path, LATENCY_INCIDENT) if n["status"] == "resolved"
-    ]
+    resolved = [n for n in notes(tmp_path, LATENCY_INCIDENT) if "duration_s" in n]
     assert "resolved after 33 min 00 s" in resolved[0]["text"]
     assert load_incident(tmp_path / LATENCY_INCIDENT).resolved_at is not None
 
@@ -419,7 +420,8 @@ def test_truncation_in_response_and_journal(tmp_path: Path) -> None:
 def test_truncated_payload_queues_both(tmp_path: Path) -> None:
     receipts, runs = post_all(tmp_path)
     assert receipts[3].to_dict()["runs_queued"] == 2
-    assert runs.pending() == 4
+    # The two runs of the first payload were dropped when their alerts resolved.
+    assert runs.pending() == 2
 
 
 def test_refiring_after_resolve_is_noted(tmp_path: Path) -> None:
@@ -434,13 +436,62 @@ def test_refiring_reopens_incident(tmp_path: Path) -> None:
     assert load_incident(tmp_path / ERROR_RATE_INCIDENT).resolved_at is None
 
 
-def test_label_severity_set_on_open(tmp_path: Path) -> None:
+def test_refiring_outcome_is_reopened(tmp_path: Path) -> None:
+    receipts, _ = post_all(tmp_path)
+    outcomes = {a["fingerprint"]: a["outcome"] for a in receipts[3].to_dict()["alerts"]}
+    assert outcomes[ERROR_RATE] == "reopened"
+    assert outcomes[POSTGRES] == "opened"
+
+
+def test_refiring_journals_reopened_at(tmp_path: Path) -> None:
+    post_all(tmp_path)
+    events = Journal(tmp_path / ERROR_RATE_INCIDENT).events()
+    assert any("reopened_at" in event for event in events)
+
+
+def test_label_tier_is_not_severity(tmp_path: Path) -> None:
     receiver, _ = receiver_for(tmp_path)
     data = payload(FILES[0])
     data["alerts"][0]["labels"]["tier"] = "P0"
-    receiver.handle(parse_notification(data))
-    assert load_incident(tmp_path / ERROR_RATE_INCIDENT).severity == "P0"
-    assert load_incident(tmp_path / LATENCY_INCIDENT).severity is None
+    receipt = receiver.handle(parse_notification(data)).to_dict()
+    assert load_incident(tmp_path / ERROR_RATE_INCIDENT).severity is None
+    assert receipt["alerts"][0]["alert_tier"] == "P0"
+    assert notes(tmp_path, ERROR_RATE_INCIDENT)[0]["alert_tier"] == "P0"
+    assert "Alert tier P0" in notes(tmp_path, ERROR_RATE_INCIDENT)[0]["text"]
+
+
+def test_label_tier_keeps_alert_title(tmp_path: Path) -> None:
+    receiver, _ = receiver_for(tmp_path)
+    receiver.handle(parse_notification(payload(FILES[0])))
+    title = load_incident(tmp_path / ERROR_RATE_INCIDENT).title
+    assert title == "VeeforeHighErrorRate: Veefore API 5xx error rate above 5%"
+
+
+# Runs that wait in the queue when their alert resolves.
+
+
+def test_resolve_drops_queued_run(tmp_path: Path) -> None:
+    receiver, runs = receiver_for(tmp_path)
+    receiver.handle(parse_notification(payload(FILES[0])))
+    receipt = receiver.handle(parse_notification(payload(FILES[1]))).to_dict()
+    assert receipt["runs_dropped"] == 1
+    assert receipt["alerts"][0]["runs_dropped"] == 1
+    assert runs.pending() == 1
+
+
+def test_dropped_run_is_journaled(tmp_path: Path) -> None:
+    receiver, _ = receiver_for(tmp_path)
+    receiver.handle(parse_notification(payload(FILES[0])))
+    receiver.handle(parse_notification(payload(FILES[1])))
+    texts = [note["text"] for note in notes(tmp_path, ERROR_RATE_INCIDENT)]
+    assert "queued run of high-error-rate dropped: the alert resolved" in texts
+
+
+def test_resolve_keeps_other_incidents_runs(tmp_path: Path) -> None:
+    receiver, runs = receiver_for(tmp_path)
+    receiver.handle(parse_notification(payload(FILES[0])))
+    receiver.handle(parse_notification(payload(FILES[1])))
+    assert runs.drop_incident(LATENCY_INCIDENT)[0].procedure == "triage"
 
 
 def test_full_queue_journals_not_run(tmp_path: Path) -> None:
@@ -478,6 +529,125 @@ def test_failed_alert_not_remembered(tmp_path: Path) -> None:
     assert receiver.handle(notification).to_dict()["accepted"] == 2
 
 
+# Alerts of different incidents are decided in parallel.
+
+
+class BlockingReceiver(Receiver):
+    """A receiver that stops inside the error-rate alert until released."""
+
+    def __init__(self, archive: Path) -> None:
+        super().__init__(archive, None, known_procedures=KNOWN)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def _fire(
+        self, alert: Alert, incident: str, truncated: str | None
+    ) -> AlertDecision:
+        if alert.fingerprint == ERROR_RATE:
+            self.entered.set()
+            self.release.wait(WAIT_SECONDS)
+        return super()._fire(alert, incident, truncated)
+
+
+def test_busy_incident_does_not_block_others(tmp_path: Path) -> None:
+    receiver = BlockingReceiver(tmp_path)
+    first = parse_notification(payload(FILES[0]))
+    # Only the first alert of the fourth payload: its second is the error-rate one.
+    small_payload = payload(FILES[3])
+    small_payload["alerts"] = small_payload["alerts"][:1]
+    other = parse_notification(small_payload)
+    busy = threading.Thread(target=receiver.handle, args=(first,))
+    busy.start()
+    try:
+        assert receiver.entered.wait(WAIT_SECONDS)
+        small = threading.Thread(target=receiver.handle, args=(other,))
+        small.start()
+        small.join(WAIT_SECONDS)
+        assert not small.is_alive()
+        assert load_incident(tmp_path / POSTGRES_INCIDENT).title.startswith(
+            "VeeforePgConnectionsNearLimit"
+        )
+    finally:
+        receiver.release.set()
+        busy.join()
+
+
+# Payload size limits.
+
+
+def test_fingerprint_of_128_characters_accepted() -> None:
+    assert alert_of(fingerprint="f" * 128).fingerprint == "f" * 128
+
+
+def test_long_fingerprint_rejected() -> None:
+    with pytest.raises(PayloadError) as raised:
+        alert_of(fingerprint="f" * 129)
+    assert "the limit is 128" in str(raised.value)
+    assert raised.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("labels", {"n" * 1025: "x"}),
+        ("labels", {"instance": "v" * (16 * 1024 + 1)}),
+        ("annotations", {"summary": "v" * (16 * 1024 + 1)}),
+        ("generatorURL", "http://198.51.100.6/" + "g" * (16 * 1024)),
+    ],
+)
+def test_long_field_rejected(field: str, value: Any) -> None:
+    with pytest.raises(PayloadError) as raised:
+        alert_of(**{field: value})
+    assert "the limit is" in str(raised.value)
+
+
+def test_too_many_alerts_rejected() -> None:
+    data = payload(FILES[0])
+    data["alerts"] = data["alerts"][:1] * 1001
+    with pytest.raises(PayloadError) as raised:
+        parse_notification(data)
+    assert "1001 in one notification, the limit is 1000" in str(raised.value)
+
+
+def test_thousand_alerts_accepted() -> None:
+    data = payload(FILES[0])
+    data["alerts"] = data["alerts"][:1] * 1000
+    assert len(parse_notification(data).alerts) == 1000
+
+
+# Rate-limited log lines.
+
+
+def record(message: str) -> logging.LogRecord:
+    return logging.LogRecord(
+        "veerunbook.test", logging.WARNING, "", 0, message, (), None
+    )
+
+
+def test_repeat_filter_passes_first() -> None:
+    clock = FakeClock()
+    repeats = RepeatFilter(60.0, clock)
+    passed = [repeats.filter(record("rejected: %s")) for _ in range(5)]
+    assert passed == [True, False, False, False, False]
+
+
+def test_repeat_filter_counts_dropped() -> None:
+    clock = FakeClock()
+    repeats = RepeatFilter(60.0, clock)
+    for _ in range(5):
+        repeats.filter(record("rejected: %s"))
+    clock.now += 60.0
+    later = record("rejected: %s")
+    assert repeats.filter(later)
+    assert "4 more like it not logged" in str(later.msg)
+
+
+def test_repeat_filter_keeps_other_messages() -> None:
+    repeats = RepeatFilter(60.0, FakeClock())
+    repeats.filter(record("rejected: %s"))
+    assert repeats.filter(record("closed: %s"))
+
+
 # The run command line.
 
 
@@ -490,3 +660,12 @@ def test_run_command_line(tmp_path: Path) -> None:
         "--target", "demo", "--archive", str(tmp_path), "--timeout", "60.0",
         "-p", "window_seconds", "1",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["confirm", "force", "block", "rotate_keys"])
+def test_run_command_rejects_changes(tmp_path: Path, name: str) -> None:
+    request = RunRequest(
+        "security-incident", "alert-aaaa-20261204T140000", ((name, "x"),)
+    )
+    with pytest.raises(ValueError, match=name):
+        run_command(request, RunSettings(archive=tmp_path))

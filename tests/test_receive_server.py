@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,8 @@ from veerunbook.cli import main
 from veerunbook.incident import load_incident
 from veerunbook.journal import Journal
 from veerunbook.receive import Receiver
-from veerunbook.receive_app import ReceiverServer, build_app
+from veerunbook.receive_app import build_app
+from veerunbook.receive_server import ReceiverServer
 
 CASE = Path(__file__).parent / "fixtures" / "alertmanager-webhook-v4"
 FILES = (
@@ -142,6 +144,109 @@ def test_large_chunked_body_is_413(served: str) -> None:
     assert answer.status_code == 413
 
 
+# Deadlines and connection limits, with raw sockets that stall on purpose.
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.settimeout(WAIT_SECONDS)  # a deadline for the test, not an assertion
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_stalled_chunked_body_is_408(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    app = build_app(receiver, body_timeout_seconds=0.5)
+    server = ReceiverServer(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        with connect(server.url) as sock:
+            sock.sendall(
+                b"POST /alerts HTTP/1.1\r\nHost: receiver\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+                b'5\r\n{"ver\r\n'
+            )
+            answer = read_all(sock)
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"request body not received within 0.5 s" in answer
+
+
+def test_partial_head_closed(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    server = ReceiverServer(
+        build_app(receiver), "127.0.0.1", 0, header_timeout_seconds=0.5
+    )
+    server.start()
+    try:
+        with connect(server.url) as sock:
+            sock.sendall(b"POST /alerts HTTP/1.1\r\nHost: rec")
+            answer = read_all(sock)
+    finally:
+        server.stop()
+    assert answer == b""
+
+
+def test_idle_connection_closed(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    server = ReceiverServer(
+        build_app(receiver), "127.0.0.1", 0, header_timeout_seconds=0.5
+    )
+    server.start()
+    try:
+        with connect(server.url) as sock:
+            answer = read_all(sock)
+    finally:
+        server.stop()
+    assert answer == b""
+
+
+def test_concurrency_limit_is_503(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    server = ReceiverServer(build_app(receiver), "127.0.0.1", 0, limit_concurrency=2)
+    server.start()
+    idle = [connect(server.url) for _ in range(2)]
+    try:
+        answer = httpx.post(server.url, content=body(FILES[0]), headers=JSON)
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert answer.status_code == 503
+
+
+def test_connection_over_maximum_closed(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    server = ReceiverServer(build_app(receiver), "127.0.0.1", 0, max_connections=2)
+    server.start()
+    idle = [connect(server.url) for _ in range(2)]
+    try:
+        with connect(server.url) as extra:
+            answer = read_all(extra)
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert answer == b""
+
+
+def test_long_fingerprint_is_400(served: str) -> None:
+    data = json.loads(body(FILES[0]))
+    data["alerts"][0]["fingerprint"] = "f" * 1000
+    answer = httpx.post(served, json=data)
+    assert answer.status_code == 400
+    assert "the limit is 128" in answer.json()["error"]
+
+
 def test_get_on_webhook_is_405(served: str) -> None:
     assert httpx.get(served).status_code == 405
 
@@ -189,6 +294,54 @@ def test_unknown_parameter_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["receive", "--listen", "127.0.0.1:0", "-p", "no_such_parameter", "1"]
     assert main(args) == 2
     assert "no_such_parameter" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name", ["confirm", "force", "force_block", "block", "rotate_keys", "version"]
+)
+def test_changing_parameter_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    archive = tmp_path / "archive"
+    args = ["receive", "--listen", "127.0.0.1:0", "--archive", str(archive)]
+    assert main([*args, "-p", name, "alert-aaaa-20261204T140000"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert f"parameter {name} is not allowed" in error
+    assert not archive.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_invalid_dedupe_seconds_exits_2(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    args = ["receive", "--listen", "127.0.0.1:0", "--dedupe-seconds", value]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "--dedupe-seconds must be a finite number of 0 or more" in error
+
+
+def test_unusable_archive_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["receive", "--listen", "127.0.0.1:0", "--archive", "/dev/null"]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "archive '/dev/null' cannot be used" in error
+
+
+def test_port_in_use_creates_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["receive", "--listen", f"127.0.0.1:{port}", "--archive", str(archive)]
+        assert main(args) == 2
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+    assert not archive.exists()
 
 
 def test_public_address_without_token_warns(
@@ -252,5 +405,7 @@ def test_alert_runs_triage_end_to_end(tmp_path: Path) -> None:
     assert len(finished) == 1
     assert finished[0]["procedure"] == "triage"
     assert finished[0]["status"] in ("ok", "findings")
+    # Triage classifies the incident but keeps the title the alert gave it.
+    assert load_incident(folder).title.startswith("VeeforeHighLatencyP95")
     assert "run of triage for incident" in stderr
     assert "receiver stopped" in stderr

@@ -5,91 +5,52 @@ Alertmanager reports a group as firing while any of its alerts fires. An alert i
 identified by its fingerprint and belongs to the incident
 ``alert-<fingerprint>-<startsAt as YYYYMMDDTHHMMSS>``:
 
-- firing: open or update the incident, journal a note (alert, labels, summary, start,
-  rule expression, how the procedure was chosen) and queue a run of the procedure;
-- resolved: journal a note with how long the alert fired, mark the incident resolved
-  and start no run;
+- firing: open, update or reopen the incident, journal a note (alert, labels, tier,
+  summary, start, rule expression, how the procedure was chosen) and queue a run of
+  the procedure;
+- resolved: journal a note with how long the alert fired, drop the incident's runs
+  still waiting in the queue, mark the incident resolved and start no run;
 - the same fingerprint, status and start again within the dedupe window: drop it.
+
+The receiver never sets the incident's severity, because only triage classifies an
+incident: the alert's tier is journaled beside it instead.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from veerunbook.errors import VeerunbookError
 from veerunbook.incident import INCIDENT_FILE, incident_dir, load_incident
 from veerunbook.incident import open_or_update as update_incident
 from veerunbook.journal import Journal
 from veerunbook.receive_payload import Alert, Notification
+from veerunbook.receive_receipt import AlertDecision, IncidentLocks, Receipt
 from veerunbook.receive_rules import (
     Deduplicator,
     choose_procedure,
     format_duration,
     format_time,
     incident_id_for,
-    severity_from_labels,
+    tier_from_labels,
 )
 from veerunbook.receive_runs import RunQueue, RunRequest
 from veerunbook.redact import Redactor
+
+__all__ = ["AlertDecision", "Receipt", "Receiver"]
 
 _log = logging.getLogger("veerunbook.receive")
 
 MAX_TITLE_CHARS = 200
 
 
-@dataclass(frozen=True)
-class AlertDecision:
-    """The receiver's decision on one alert.
-
-    ``outcome`` is ``opened``, ``updated``, ``resolved``, ``duplicate`` or ``error``.
-    ``run`` is ``queued``, ``not run: ...`` with the reason, or None for no run.
-    """
-
-    alert: str
-    fingerprint: str
-    status: str
-    incident: str
-    outcome: str
-    procedure: str | None = None
-    mapping: str | None = None
-    run: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """The summary of one notification that the webhook response carries."""
-
-    decisions: tuple[AlertDecision, ...]
-    truncated: str | None
-
-    @property
-    def failed(self) -> bool:
-        """Whether any alert could not be recorded, so Alertmanager should retry."""
-        return any(d.outcome == "error" for d in self.decisions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Convert to the JSON object of the webhook response."""
-        runs = [d.run for d in self.decisions if d.run]
-        return {
-            "accepted": sum(
-                d.outcome not in ("duplicate", "error") for d in self.decisions
-            ),
-            "duplicates": sum(d.outcome == "duplicate" for d in self.decisions),
-            "errors": sum(d.outcome == "error" for d in self.decisions),
-            "runs_queued": runs.count("queued"),
-            "runs_not_run": sum(run.startswith("not run") for run in runs),
-            "truncated": self.truncated,
-            "alerts": [asdict(d) for d in self.decisions],
-        }
-
-
 class Receiver:
-    """Decide, journal and queue the alerts of each notification, one at a time."""
+    """Decide, journal and queue the alerts of each notification.
+
+    Alerts of one incident are decided one at a time, and alerts of different
+    incidents in parallel when notifications arrive on several threads.
+    """
 
     def __init__(
         self,
@@ -110,21 +71,23 @@ class Receiver:
         self.dedupe = Deduplicator(dedupe_seconds)
         self.redactor = redactor or Redactor()
         self._no_run_reason = run_disabled_reason
-        self._lock = threading.Lock()
+        self._locks = IncidentLocks()
 
     def handle(self, notification: Notification) -> Receipt:
         """Decide every alert of ``notification`` and return the receipt."""
         truncated = notification.truncation_text()
         if truncated:
             _log.warning("notification %s: %s", notification.group_key, truncated)
-        with self._lock:
-            decisions = tuple(
-                self._decide(alert, truncated) for alert in notification.alerts
-            )
-        return Receipt(decisions, truncated)
+        decisions = []
+        for alert in notification.alerts:
+            incident = incident_id_for(alert)
+            with self._locks.hold(incident):
+                decisions.append(self._decide(alert, incident, truncated))
+        return Receipt(tuple(decisions), truncated)
 
-    def _decide(self, alert: Alert, truncated: str | None) -> AlertDecision:
-        incident = incident_id_for(alert)
+    def _decide(
+        self, alert: Alert, incident: str, truncated: str | None
+    ) -> AlertDecision:
         if self.dedupe.is_duplicate(alert):
             _log.info(
                 "alert %s (%s) %s dropped as a duplicate",
@@ -162,23 +125,19 @@ class Receiver:
     def _fire(
         self, alert: Alert, incident: str, truncated: str | None
     ) -> AlertDecision:
-        # Open the incident; title and severity are only set while they are empty,
-        # so a later classification by a procedure or a person is kept.
+        # Open the incident. The title is only set while it is empty, so a title
+        # from a person is kept, and the severity is left to triage.
         folder = incident_dir(self.archive, incident)
         existed = (folder / INCIDENT_FILE).exists()
         state = load_incident(folder) if existed else None
         title = None if state and state.title else _title(alert)
-        severity = severity_from_labels(alert.labels)
-        if state and state.severity:
-            severity = None
         update_incident(
-            self.archive,
-            incident,
-            title=title,
-            severity=severity,
-            reopen=True,
-            redactor=self.redactor,
+            self.archive, incident, title=title, reopen=True, redactor=self.redactor
         )
+        outcome = "updated" if existed else "opened"
+        if state is not None and state.resolved_at is not None:
+            outcome = "reopened"
+        tier = tier_from_labels(alert.labels)
 
         # Choose the procedure and queue its run.
         procedure, mapping = choose_procedure(alert, self.known_procedures)
@@ -189,6 +148,8 @@ class Receiver:
         since = format_time(alert.starts_at)
         text = f"Alert {alert.name} firing since {since}"
         text += f": {summary}." if summary else "."
+        if tier:
+            text += f" Alert tier {tier}; triage sets the incident's class."
         if state and state.resolved_at:
             text += (
                 f" The incident was resolved at {state.resolved_at} and is reopened"
@@ -205,6 +166,7 @@ class Receiver:
             status="firing",
             fingerprint=alert.fingerprint,
             labels=alert.labels,
+            alert_tier=tier,
             summary=summary,
             since=since,
             expression=alert.expression,
@@ -218,7 +180,7 @@ class Receiver:
             alert.name,
             alert.fingerprint,
             incident,
-            "updated" if existed else "opened",
+            outcome,
             procedure,
             run,
         )
@@ -227,10 +189,11 @@ class Receiver:
             alert.fingerprint,
             "firing",
             incident,
-            "updated" if existed else "opened",
+            outcome,
             procedure,
             mapping,
             run,
+            alert_tier=tier,
         )
 
     def _queue(self, procedure: str, incident: str) -> str:
@@ -255,6 +218,11 @@ class Receiver:
             update_incident(
                 self.archive, incident, title=_title(alert), redactor=self.redactor
             )
+        # Runs still waiting would act on an alert that no longer fires.
+        dropped = self.runs.drop_incident(incident) if self.runs else []
+        tier = tier_from_labels(alert.labels)
+
+        # Journal how long the alert fired and the runs dropped, then resolve.
         duration = alert.duration_seconds
         span = f"{format_time(alert.starts_at)} to "
         span += format_time(alert.ends_at) if alert.ends_at else "an unknown end"
@@ -273,11 +241,14 @@ class Receiver:
             status="resolved",
             fingerprint=alert.fingerprint,
             labels=alert.labels,
+            alert_tier=tier,
             since=format_time(alert.starts_at),
             ended=format_time(alert.ends_at) if alert.ends_at else None,
             duration_s=duration,
             truncated=truncated,
         )
+        for request in dropped:
+            self._journal_dropped(folder, alert, request)
         update_incident(self.archive, incident, resolve=True, redactor=self.redactor)
         _log.info(
             "alert %s (%s) %s: incident %s marked resolved",
@@ -287,8 +258,28 @@ class Receiver:
             incident,
         )
         return AlertDecision(
-            alert.name, alert.fingerprint, "resolved", incident, "resolved"
+            alert.name,
+            alert.fingerprint,
+            "resolved",
+            incident,
+            "resolved",
+            alert_tier=tier,
+            runs_dropped=len(dropped),
         )
+
+    def _journal_dropped(self, folder: Path, alert: Alert, request: RunRequest) -> None:
+        text = f"queued run of {request.procedure} dropped: the alert resolved"
+        Journal(folder, self.redactor).append(
+            "note",
+            text=text,
+            source="alertmanager",
+            alert=alert.name,
+            status="resolved",
+            fingerprint=alert.fingerprint,
+            procedure=request.procedure,
+            run="dropped",
+        )
+        _log.info("incident %s: %s", request.incident, text)
 
 
 def _title(alert: Alert) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from veerunbook.config import Config
@@ -15,14 +17,14 @@ from veerunbook.incident import archive_root
 from veerunbook.params import STANDARD_PARAMETERS, read_parameters, resolve_parameters
 from veerunbook.procedures import list_procedures
 from veerunbook.receive import Receiver
-from veerunbook.receive_app import (
+from veerunbook.receive_app import build_app
+from veerunbook.receive_runs import READ_ONLY_PARAMETERS, RunQueue, RunSettings
+from veerunbook.receive_server import (
     ReceiverServer,
-    build_app,
     is_loopback,
     parse_listen,
     serve_until_signal,
 )
-from veerunbook.receive_runs import RunQueue, RunSettings
 from veerunbook.redact import Redactor
 
 # One week: a longer run limit is a typo, like the run command's --timeout.
@@ -42,7 +44,6 @@ def run_receiver(args: argparse.Namespace, config: Config, redactor: Redactor) -
     known = frozenset(procedure.name for procedure in list_procedures())
     parameters = _parameters_by_procedure(args.parameter)
     archive = archive_root(args.archive)
-    archive.mkdir(parents=True, exist_ok=True)
 
     if token is None and not is_loopback(address):
         print(
@@ -80,6 +81,14 @@ def run_receiver(args: argparse.Namespace, config: Config, redactor: Redactor) -
             "address or port with --listen"
         ) from None
 
+    # Create the archive only once the socket is bound, so a failed start leaves
+    # nothing behind.
+    try:
+        _prepare_archive(archive)
+    except UsageError:
+        server.stop()
+        raise
+
     # Serve; a signal stops the server first and the run queue after its current run.
     if runs is not None:
         runs.start()
@@ -88,10 +97,25 @@ def run_receiver(args: argparse.Namespace, config: Config, redactor: Redactor) -
     return 0
 
 
-def _check_limits(args: argparse.Namespace) -> None:
-    if args.dedupe_seconds < 0:
+def _prepare_archive(archive: Path) -> None:
+    """Create the archive root if needed; raise UsageError if it cannot be written."""
+    try:
+        archive.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=archive):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
         raise UsageError(
-            f"--dedupe-seconds must be 0 or more seconds, not {args.dedupe_seconds!r}"
+            f"archive {str(archive)!r} cannot be used ({reason}); choose another "
+            "with --archive or VEERUNBOOK_ARCHIVE"
+        ) from None
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    if not (math.isfinite(args.dedupe_seconds) and args.dedupe_seconds >= 0):
+        raise UsageError(
+            f"--dedupe-seconds must be a finite number of 0 or more seconds, not "
+            f"{args.dedupe_seconds!r}"
         )
     if args.max_body_bytes < 1:
         raise UsageError(
@@ -125,8 +149,10 @@ def _parameters_by_procedure(
 ) -> dict[str, tuple[tuple[str, str], ...]]:
     """Keep for each procedure the ``-p`` pairs it declares, checked against its types.
 
-    Raises UsageError for a parameter that no procedure declares, or one that the
-    runner sets itself, and ParameterError for a value that a procedure rejects.
+    Raises UsageError for a parameter that the runner sets itself, one that no
+    procedure declares, or one outside READ_ONLY_PARAMETERS, because a run that an
+    alert starts must never change the target. Raises ParameterError for a value
+    that a procedure rejects.
     """
     given = [(name, value) for name, value in pairs]
     for name, _ in given:
@@ -134,6 +160,12 @@ def _parameters_by_procedure(
             raise UsageError(
                 f"parameter {name} is set by the receiver for every run, "
                 f"so remove -p {name}."
+            )
+        if name not in READ_ONLY_PARAMETERS:
+            raise UsageError(
+                f"parameter {name} is not allowed: runs that alerts start must never "
+                "change the target, so only these read-only parameters may be "
+                f"given: {', '.join(sorted(READ_ONLY_PARAMETERS))}."
             )
     chosen: dict[str, tuple[tuple[str, str], ...]] = {}
     declared: set[str] = set()

@@ -6,6 +6,10 @@ The fields are those of Alertmanager's webhook notification: ``receiver``, ``sta
 ``commonAnnotations``, ``externalURL``, ``version``, ``groupKey`` and
 ``truncatedAlerts``. Alertmanager sends a firing alert with the zero time
 ``0001-01-01T00:00:00Z`` as ``endsAt``, which is read here as "no end yet".
+
+Field sizes are capped while parsing, so that one notification cannot grow the
+receiver's memory of fingerprints or the archive without bound: see the ``MAX_*``
+limits below. A body over a limit gets 400 with a message naming the limit.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from veerunbook.errors import UsageError
 
 WEBHOOK_VERSION = "4"
 ALERT_STATUSES = ("firing", "resolved")
+
+# Alertmanager's fingerprints are 16 hex digits; 128 leaves room for other senders.
+MAX_FINGERPRINT_CHARS = 128
+# Label and annotation names, and every string value (labels, annotations, URLs).
+MAX_NAME_CHARS = 1024
+MAX_VALUE_CHARS = 16 * 1024
+# Alerts per notification; Alertmanager's max_alerts cuts a larger group.
+MAX_ALERTS = 1000
 
 # Go's zero time.Time, which Alertmanager writes for "not set".
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
@@ -133,6 +145,11 @@ def parse_notification(data: Any) -> Notification:
             status=422,
         )
     alerts = _field(data, "alerts", list, "")
+    if len(alerts) > MAX_ALERTS:
+        raise PayloadError(
+            f"too many alerts: {len(alerts)} in one notification, the limit is "
+            f"{MAX_ALERTS}; set max_alerts in Alertmanager's webhook_config."
+        )
     truncated = data.get("truncatedAlerts", 0)
     if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
         raise PayloadError(
@@ -160,6 +177,11 @@ def _alert(data: Any, where: str) -> Alert:
     fingerprint = _field(data, "fingerprint", str, where)
     if not fingerprint:
         raise PayloadError(f"invalid field {where}.fingerprint: it is empty.")
+    if len(fingerprint) > MAX_FINGERPRINT_CHARS:
+        raise PayloadError(
+            f"invalid field {where}.fingerprint: {len(fingerprint)} characters, "
+            f"the limit is {MAX_FINGERPRINT_CHARS}."
+        )
     ends_at = _time(data, "endsAt", where)
     return Alert(
         status=_status(data, where),
@@ -182,7 +204,16 @@ def _field(data: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
             f"invalid field {path}: expected {_TYPE_NAMES[kind]}, "
             f"not {_json_type(value)}."
         )
+    if isinstance(value, str):
+        _check_length(value, MAX_VALUE_CHARS, path)
     return value
+
+
+def _check_length(text: str, limit: int, path: str) -> None:
+    if len(text) > limit:
+        raise PayloadError(
+            f"invalid field {path}: {len(text)} characters, the limit is {limit}."
+        )
 
 
 def _status(data: Mapping[str, Any], where: str) -> str:
@@ -197,13 +228,15 @@ def _status(data: Mapping[str, Any], where: str) -> str:
 
 def _strings(data: Mapping[str, Any], name: str, where: str) -> dict[str, str]:
     mapping: dict[str, Any] = _field(data, name, dict, where)
+    path = f"{where}.{name}" if where else name
     for key, value in mapping.items():
+        _check_length(key, MAX_NAME_CHARS, f"{path} name {key[:40]!r}")
         if not isinstance(value, str):
-            path = f"{where}.{name}" if where else name
             raise PayloadError(
                 f"invalid field {path}.{key}: expected a string, "
                 f"not {_json_type(value)}."
             )
+        _check_length(value, MAX_VALUE_CHARS, f"{path}.{key}")
     return mapping
 
 

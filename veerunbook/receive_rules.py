@@ -1,4 +1,4 @@
-"""The receiver's rules for one alert: incident id, procedure, severity, duplicates.
+"""The receiver's rules for one alert: incident id, procedure, tier, duplicates.
 
 The procedure is chosen in this order, and the first match wins:
 
@@ -13,6 +13,7 @@ The procedure is chosen in this order, and the first match wins:
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -94,8 +95,12 @@ def _default_reason(alert: Alert, segment: str) -> str:
     return "default (" + ", ".join(reasons) + ")"
 
 
-def severity_from_labels(labels: Mapping[str, str]) -> str | None:
-    """Return the incident severity that the alert's labels give, or None."""
+def tier_from_labels(labels: Mapping[str, str]) -> str | None:
+    """Return the tier that the alert's labels give, or None.
+
+    The tier is journaled with the alert but never becomes the incident's severity,
+    because only triage classifies an incident.
+    """
     tier = labels.get("tier", "")
     if tier in TIERS:
         return tier
@@ -118,12 +123,15 @@ class Deduplicator:
             raise ValueError(f"dedupe window must be 0 s or more, not {window_seconds}")
         self.window_seconds = window_seconds
         self._clock = clock
+        # Guards _seen, which request threads of different incidents share.
+        self._lock = threading.Lock()
         # fingerprint -> (status, startsAt, monotonic time accepted)
         self._seen: dict[str, tuple[str, str, float]] = {}
 
     def is_duplicate(self, alert: Alert) -> bool:
         """Return whether ``alert`` repeats an accepted one within the window."""
-        last = self._seen.get(alert.fingerprint)
+        with self._lock:
+            last = self._seen.get(alert.fingerprint)
         if last is None:
             return False
         status, starts_at, accepted = last
@@ -136,7 +144,9 @@ class Deduplicator:
     def remember(self, alert: Alert) -> None:
         """Record ``alert`` as accepted now."""
         now = self._clock()
-        self._seen.pop(alert.fingerprint, None)
-        self._seen[alert.fingerprint] = (alert.status, alert.starts_at.isoformat(), now)
-        while len(self._seen) > MAX_REMEMBERED:
-            del self._seen[next(iter(self._seen))]
+        entry = (alert.status, alert.starts_at.isoformat(), now)
+        with self._lock:
+            self._seen.pop(alert.fingerprint, None)
+            self._seen[alert.fingerprint] = entry
+            while len(self._seen) > MAX_REMEMBERED:
+                del self._seen[next(iter(self._seen))]

@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import re
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from veerunbook.params import CONFIRM_PARAM
+
 DEFAULT_QUEUE_SIZE = 32
+
+# Parameters that only size what a run reads: sampling windows, sample counts,
+# look-backs and timeouts of read-only checks. A run that an alert starts must never
+# change the target. So ``confirm`` and every parameter that selects or widens a
+# change (version, backup, force, block, force_block, rotate_keys) are left out.
+# A parameter that a procedure adds later stays out until it is listed here.
+READ_ONLY_PARAMETERS = frozenset(
+    {
+        "window_seconds", "samples", "sample_seconds", "log_window_minutes",
+        "change_lookback_hours", "deploy_window_minutes", "slow_query_limit",
+        "connect_timeout_seconds", "status_timeout_seconds",
+    }
+)  # fmt: skip
 
 _RUN_ID = re.compile(rb"^run:\s+(RUN-[0-9A-Za-z-]+)", re.MULTILINE)
 
@@ -49,7 +64,16 @@ class RunSettings:
 
 
 def run_command(request: RunRequest, settings: RunSettings) -> list[str]:
-    """Build the ``veerunbook run`` command line of one request."""
+    """Build the ``veerunbook run`` command line of one request.
+
+    Raises ValueError for ``confirm`` or any other parameter outside
+    READ_ONLY_PARAMETERS, so no code path can start a run that changes the target.
+    """
+    for name, _ in request.parameters:
+        if name == CONFIRM_PARAM or name not in READ_ONLY_PARAMETERS:
+            raise ValueError(
+                f"parameter {name!r} is not allowed in a run that an alert starts"
+            )
     command = [sys.executable, "-m", "veerunbook.cli"]
     if settings.config:
         command += ["--config", settings.config]
@@ -74,11 +98,13 @@ class RunQueue:
             raise ValueError(f"queue size must be at least 1, not {maxsize}")
         self.settings = settings
         self.maxsize = maxsize
-        self._queue: queue.Queue[RunRequest | None] = queue.Queue(maxsize)
+        self._waiting: deque[RunRequest] = deque()
+        self._running = False
+        self._stopping = False
+        self._changed = threading.Condition()
         self._thread = threading.Thread(
             target=self._work, name="veerunbook-runs", daemon=True
         )
-        self._stopping = threading.Event()
         self.completed = 0
 
     def start(self) -> None:
@@ -88,31 +114,38 @@ class RunQueue:
     def submit(self, request: RunRequest) -> bool:
         """Queue a run without waiting; return False when the queue is full or
         stopping."""
-        if self._stopping.is_set():
-            return False
-        try:
-            self._queue.put_nowait(request)
-        except queue.Full:
-            return False
+        with self._changed:
+            if self._stopping or len(self._waiting) >= self.maxsize:
+                return False
+            self._waiting.append(request)
+            self._changed.notify_all()
         return True
 
     def pending(self) -> int:
-        """Return the number of runs waiting for the worker (an estimate)."""
-        return self._queue.qsize()
+        """Return the number of runs waiting for the worker."""
+        with self._changed:
+            return len(self._waiting)
+
+    def drop_incident(self, incident: str) -> list[RunRequest]:
+        """Remove the waiting runs of ``incident`` and return them.
+
+        A run already in progress is not affected.
+        """
+        with self._changed:
+            dropped = [r for r in self._waiting if r.incident == incident]
+            remaining = [r for r in self._waiting if r.incident != incident]
+            self._waiting = deque(remaining)
+            self._changed.notify_all()
+        return dropped
 
     def stop(self) -> list[RunRequest]:
         """Let the current run finish, stop the worker and return the runs dropped."""
-        self._stopping.set()
-        dropped: list[RunRequest] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                dropped.append(item)
+        with self._changed:
+            self._stopping = True
+            dropped = list(self._waiting)
+            self._waiting.clear()
+            self._changed.notify_all()
         if self._thread.is_alive():
-            self._queue.put(None)  # wakes the worker once the current run is over
             self._thread.join()
         for request in dropped:
             _log.warning(
@@ -124,22 +157,38 @@ class RunQueue:
 
     def wait_idle(self) -> None:
         """Block until every queued run has finished."""
-        self._queue.join()
+        with self._changed:
+            self._changed.wait_for(lambda: not self._waiting and not self._running)
 
     def _work(self) -> None:
-        while (request := self._queue.get()) is not None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._waiting) or self._stopping)
+                if self._stopping:
+                    return
+                request = self._waiting.popleft()
+                self._running = True
             try:
-                if not self._stopping.is_set():
-                    self._execute(request)
-                    self.completed += 1
+                self._execute(request)
+                self.completed += 1
             finally:
-                self._queue.task_done()
-        self._queue.task_done()
+                with self._changed:
+                    self._running = False
+                    self._changed.notify_all()
 
     def _execute(self, request: RunRequest) -> int:
         """Run one request to its end and log its start and end; return the exit
         code, or -1 when the subprocess could not be started."""
-        command = run_command(request, self.settings)
+        try:
+            command = run_command(request, self.settings)
+        except ValueError as exc:
+            _log.error(
+                "run of %s for incident %s not started: %s",
+                request.procedure,
+                request.incident,
+                exc,
+            )
+            return -1
         env = _child_env(os.environ, self.settings.hidden_env)
         started = time.monotonic()
         try:

@@ -5,9 +5,15 @@ recommend the next procedures, and summarise every check.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from veerunbook.incident import archive_root, open_or_update
+from veerunbook.incident import (
+    INCIDENT_FILE,
+    archive_root,
+    load_incident,
+    open_or_update,
+)
 from veerunbook.severity import FIRST_RESPONSE, escalation_plan
 from veerunbook.text import percent
 from veerunbook.triage import (
@@ -34,13 +40,20 @@ _PROCEDURES = (
 
 
 def record_class(triage: Triage, title: str = "") -> dict[str, Any]:
-    """Write the class into ``incident.json`` and journal the reasons."""
+    """Write the class into ``incident.json`` and journal the reasons.
+
+    A non-empty ``title`` replaces the incident's title. Without one, an existing
+    title, such as the alert name that the webhook receiver set, is kept, and an
+    untitled incident gets one derived from the main finding.
+    """
     classification = triage.classification or triage.classify()
     run = triage.session.run
+    if not title and not _existing_title(run.incident_dir):
+        title = _title(triage)
     incident = open_or_update(
         archive_root_of(triage),
         run.incident_id,
-        title=title or _title(triage),
+        title=title or None,
         severity=classification.severity,
         redactor=triage.session.redactor,
     )
@@ -54,6 +67,12 @@ def record_class(triage: Triage, title: str = "") -> dict[str, Any]:
 def archive_root_of(triage: Triage) -> Any:
     """Return the archive root that contains this run's incident folder."""
     return triage.session.run.incident_dir.parent or archive_root(None)
+
+
+def _existing_title(folder: Path) -> str:
+    if not (folder / INCIDENT_FILE).exists():
+        return ""
+    return load_incident(folder).title
 
 
 def _title(triage: Triage) -> str:
