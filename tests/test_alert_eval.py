@@ -6,8 +6,6 @@ from veerunbook.alert_eval import (
     AlertState,
     SignalSample,
     Transition,
-    counter_increase,
-    counter_increases,
     evaluate,
     window_increase,
 )
@@ -16,8 +14,10 @@ from veerunbook.alert_rules import (
     COUNTER_SIGNALS,
     AlertRule,
     Comparison,
+    Signal,
     rule_named,
 )
+from veerunbook.alert_signals import signal_values
 from veerunbook.errors import UsageError
 from veerunbook.metrics_parse import parse_exposition
 
@@ -70,11 +70,12 @@ def test_gauge_rule_fires_and_resolves(rule: AlertRule) -> None:
     ids=lambda rule: rule.name,
 )
 def test_counter_rule_fires_and_resolves(rule: AlertRule) -> None:
-    # The counter jumps by threshold + 1 between t = 60 and t = 75, then stays flat.
-    # At t = 75 the increase over [15, 75] is threshold + 1, so the rule fires. At
-    # t = 135 the window [75, 135] has only flat readings: increase 0, resolved.
+    # Each sample is the increase since the one before: threshold + 1 at t = 75,
+    # else 0. At t = 75 the window (15, 75] sums the increases at 30, 45, 60 and 75:
+    # 0 + 0 + 0 + (threshold + 1), so the rule fires. At t = 135 the window
+    # (75, 135] sums those at 90 to 135: 0, so the alert resolves.
     jump = rule.threshold + 1
-    values: list[float | None] = [7.0] * 5 + [7.0 + jump] * 5
+    values: list[float | None] = [0.0] * 5 + [jump] + [0.0] * 4
     result = evaluate(rule, _series(values), interval_seconds=INTERVAL)
     assert result.values[5] == jump
     assert result.values[9] == 0.0
@@ -84,8 +85,9 @@ def test_counter_rule_fires_and_resolves(rule: AlertRule) -> None:
     )
 
 
-def test_first_counter_reading_not_compared() -> None:
-    # One reading gives no increase, so the first evaluation has nothing to compare.
+def test_first_counter_sample_not_compared() -> None:
+    # The first sample's increase covers a span since an unseen sample, so the
+    # first evaluation has nothing to compare.
     result = evaluate(
         rule_named("BlockedIpsP0"), _series([500.0]), interval_seconds=INTERVAL
     )
@@ -177,122 +179,117 @@ def test_refire_after_resolution() -> None:
     )
 
 
-def test_counter_reset_rule() -> None:
-    # A decrease means a restart from 0: the increase is the new value.
-    assert counter_increase(100.0, 3.0) == 3.0
-    assert counter_increase(100.0, 104.0) == 4.0
-
-
-def test_counter_reset_inside_window() -> None:
-    # Readings 100, 105, restart, 3, 8: increase 5 + 3 + 5 = 13 > 10, where the naive
-    # difference 8 - 100 would be -92.
+def test_counter_increases_summed() -> None:
+    # Increases 5, 3 and 5 at t = 15, 30 and 45: the window (-15, 45] sums
+    # 5 + 3 + 5 = 13 > 10, so BlockedIpsP1 fires at t = 45.
     rule = rule_named("BlockedIpsP1")
-    result = evaluate(
-        rule, _series([100.0, 105.0, 3.0, 8.0]), interval_seconds=INTERVAL
-    )
+    result = evaluate(rule, _series([0.0, 5.0, 3.0, 5.0]), interval_seconds=INTERVAL)
     assert result.values[-1] == 13.0
     assert result.transitions == (Transition(45.0, FIRING),)
 
 
-def test_window_includes_start_edge() -> None:
-    # Readings at 0 and 60 with a 60 s window: the one at the start is the base.
-    samples = [SignalSample(0.0, 10.0), SignalSample(60.0, 15.0)]
+def test_window_leaves_out_start_sample() -> None:
+    # Samples at 0 and 60 with a 60 s window (0, 60]: the increase at 0 covers the
+    # time before the window, so only the 5 at t = 60 counts.
+    samples = [SignalSample(0.0, 10.0), SignalSample(60.0, 5.0)]
     assert window_increase(samples, 60.0) == 5.0
 
 
-def test_window_base_is_latest_at_start() -> None:
-    # Readings every 15 s: the one at t = 15 is the latest at or before the start
-    # of [15, 75], so t = 0 drops out and 12 - 10 = 2 counts.
-    samples = _series([0.0, 10.0, 11.0, 11.0, 12.0, 12.0])
-    assert window_increase(samples, 60.0) == 2.0
+def test_window_sums_each_check() -> None:
+    # Checks every 15 s, window (0, 60]: 1 + 2 + 3 + 4 = 10, without the 7 at t = 0.
+    samples = _series([7.0, 1.0, 2.0, 3.0, 4.0])
+    assert window_increase(samples, 60.0) == 10.0
 
 
-def test_window_base_before_start() -> None:
-    # No reading at 15, the start of [15, 75]: the base is the reading at 0, so the
-    # increase is 15 - 10 = 5, not the 15 - 12 = 3 of the readings inside.
-    samples = [SignalSample(0.0, 10.0), SignalSample(30.0, 12.0)]
-    samples.append(SignalSample(75.0, 15.0))
+def test_window_midpoint_at_start_excluded() -> None:
+    # Window (20, 80]. The increase at 30 covers (10, 30], whose midpoint 20 is the
+    # window start, so only the 4 at t = 80 counts.
+    samples = [SignalSample(10.0, 1.0), SignalSample(30.0, 2.0)]
+    samples.append(SignalSample(80.0, 4.0))
+    assert window_increase(samples, 60.0) == 4.0
+
+
+def test_window_midpoint_after_start_included() -> None:
+    # Window (20, 80]. The increase at 30.2 covers (10, 30.2], midpoint 20.1, so
+    # 2 + 4 = 6 counts, over the 70 s from t = 10.
+    samples = [SignalSample(10.0, 1.0), SignalSample(30.2, 2.0)]
+    samples.append(SignalSample(80.0, 4.0))
+    assert window_increase(samples, 60.0) == 6.0
+
+
+def test_window_span_at_limit() -> None:
+    # Readings 90 s apart cover 1.5 windows, the maximum: the increase counts.
+    samples = [SignalSample(0.0, 10.0), SignalSample(90.0, 5.0)]
     assert window_increase(samples, 60.0) == 5.0
 
 
-def test_window_base_at_most_half_window_early() -> None:
-    # The start of [30, 90] less half a window is t = 0: a base at 0 counts.
-    samples = [SignalSample(0.0, 10.0), SignalSample(90.0, 15.0)]
-    assert window_increase(samples, 60.0) == 5.0
-
-
-def test_window_base_too_early() -> None:
-    # A missed check: readings 120 s apart are two windows, so nothing is compared.
-    samples = [SignalSample(0.0, 10.0), SignalSample(120.0, 15.0)]
+def test_window_span_past_limit() -> None:
+    # Readings 90.5 s apart cover more than 1.5 windows: no value.
+    samples = [SignalSample(0.0, 10.0), SignalSample(90.5, 5.0)]
     assert window_increase(samples, 60.0) is None
 
 
-def test_window_base_skips_failed_scrape() -> None:
-    # The reading at 60 failed, so the base is the one at 0.4 s.
+@pytest.mark.parametrize("apart", [119.5, 120.0, 121.0])
+def test_window_missed_check_no_value(apart: float) -> None:
+    # A check every 60 s missed one: the increase covers two windows, not compared.
+    samples = [SignalSample(0.0, 10.0), SignalSample(apart, 15.0)]
+    assert window_increase(samples, 60.0) is None
+
+
+def test_window_failed_scrape_is_gap() -> None:
+    # The check at 60 failed, so the increase at 120 covers (0, 120]: no value.
+    samples = [SignalSample(0.0, 1.0), SignalSample(60.0, None)]
+    samples.append(SignalSample(120.0, 5.0))
+    assert window_increase(samples, 60.0) is None
+
+
+def test_window_skips_failed_scrape() -> None:
+    # The check at 60 failed, so the increase at 60.8 covers (0.4, 60.8]: 4 counts.
     samples = [SignalSample(0.4, 10.0), SignalSample(60.0, None)]
-    samples.append(SignalSample(60.8, 14.0))
+    samples.append(SignalSample(60.8, 4.0))
     assert window_increase(samples, 60.0) == 4.0
+
+
+def test_window_last_sample_missing() -> None:
+    samples = [SignalSample(0.0, 1.0), SignalSample(15.0, None)]
+    assert window_increase(samples, 60.0) is None
+
+
+def test_window_infinite_sum_no_value() -> None:
+    # 1e308 + 1e308 overflows to infinity, which is no count.
+    samples = _series([0.0, 1e308, 1e308])
+    assert window_increase(samples, 60.0) is None
 
 
 @pytest.mark.parametrize("apart", [59.6, 60.0, 60.4, 61.0])
 def test_window_jitter_has_value(apart: float) -> None:
     # A check every 60 s with a 60 s window, the two scrapes off by up to a second.
-    samples = [SignalSample(1000.0, 10.0), SignalSample(1000.0 + apart, 16.0)]
+    # At 59.6 s the sample at 1000 lies in the window (999.6, 1059.6], but its
+    # increase of 9 covers the minute before it and is left out: 6, not 9 + 6.
+    samples = [SignalSample(1000.0, 9.0), SignalSample(1000.0 + apart, 6.0)]
     assert window_increase(samples, 60.0) == 6.0
 
 
 def test_window_jitter_series_each_minute() -> None:
     # Scrapes 60.4 s, 59.6 s and 61 s apart: every one after the first compares the
-    # increase since the scrape before it.
+    # increase since the scrape before it, and 60 > 50 fires BlockedIpsP0.
     times = [0.0, 60.4, 120.0, 181.0]
-    counts = [10.0, 12.0, 15.0, 75.0]
-    samples = [SignalSample(t, c) for t, c in zip(times, counts, strict=True)]
+    increases = [10.0, 2.0, 3.0, 60.0]
+    samples = [SignalSample(t, c) for t, c in zip(times, increases, strict=True)]
     result = evaluate(rule_named("BlockedIpsP0"), samples, interval_seconds=60.0)
     assert result.values == (None, 2.0, 3.0, 60.0)
     assert result.transitions == (Transition(181.0, FIRING),)
 
 
-def _requests(name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    scrape = parse_exposition((FIXTURE / name).read_text())
-    return {
-        tuple(sorted(sample.labels.items())): sample.value
-        for sample in scrape.find("http_requests_total")
-        if sample.labels["endpoint"] != "/metrics"
-    }
-
-
-def _is_5xx(key: tuple[tuple[str, str], ...]) -> bool:
-    return dict(key)["status_code"].startswith("5")
-
-
-def test_fixture_restart_detected() -> None:
-    _, restarted = counter_increases(
-        _requests("scrape-0.txt"), _requests("scrape-1.txt")
-    )
-    assert restarted
-
-
-def test_fixture_reset_aware_increases() -> None:
-    # After the restart every series counts from 0: 180 + 22 + 410 + 30 requests,
-    # of which 22 + 30 are 5xx. The naive difference would be negative.
-    increases, _ = counter_increases(
-        _requests("scrape-0.txt"), _requests("scrape-1.txt")
-    )
-    requests = sum(increases.values())
-    errors = sum(value for key, value in increases.items() if _is_5xx(key))
-    assert requests == 642
-    assert errors == 52
-    assert round(errors / requests * 100, 2) == 8.10
-
-
 def test_fixture_two_minute_rule_not_confirmed() -> None:
-    # The two scrapes give one error-rate value, 8.10 % at 14:22:00Z. That starts
-    # the P0 "> 5 % for 2 minutes" alert pending but cannot confirm it.
-    increases, _ = counter_increases(
-        _requests("scrape-0.txt"), _requests("scrape-1.txt")
-    )
-    errors = sum(value for key, value in increases.items() if _is_5xx(key))
-    rate = errors / sum(increases.values())
+    # After the restart every series counts from 0: 52 of 642 user requests are
+    # 5xx, 8.10 % at 14:22:00Z. That starts the P0 "> 5 % for 2 minutes" alert
+    # pending but cannot confirm it.
+    before = parse_exposition((FIXTURE / "scrape-0.txt").read_text(), scraped_at=0.0)
+    after = parse_exposition((FIXTURE / "scrape-1.txt").read_text(), scraped_at=120.0)
+    rate = signal_values(before, after)[Signal.ERROR_RATE]
+    assert rate is not None
+    assert round(rate * 100, 2) == 8.10
     samples = [SignalSample(1_796_394_120.0, rate)]
     result = evaluate(rule_named("ErrorRateP0"), samples, interval_seconds=120)
     assert result.states == (PENDING,)

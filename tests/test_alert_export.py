@@ -268,7 +268,7 @@ def test_job_export_expressions() -> None:
     by_name = {rule["alert"]: rule["expr"] for rule in exported_rules("veefore")}
     assert by_name["TargetDownP0"] == 'up{job="veefore"} == 0'
     assert by_name["BlockedIpsP1"] == (
-        'increase(security_blocked_ips_total{job="veefore"}[1m]) > 10'
+        'sum by (job) (increase(security_blocked_ips_total{job="veefore"}[1m])) > 10'
     )
 
 

@@ -18,11 +18,13 @@ from veerunbook.alert_check import check_alerts
 from veerunbook.alert_eval import AlertState, RuleEvaluation, SignalSample, evaluate
 from veerunbook.alert_prometheus import (
     MAX_STEPS,
+    QUERY_RANGE_PATH,
     PrometheusSource,
     job_matcher,
     prometheus_source,
     signal_promql,
 )
+from veerunbook.alert_promql import counter_step_increase
 from veerunbook.alert_rules import ALERT_RULES, Signal, rule_named
 from veerunbook.alert_signals import signal_values
 from veerunbook.alert_store import RuleState, SampleStore
@@ -66,9 +68,26 @@ def test_p95_promql_is_rule_in_milliseconds(name: str) -> None:
     assert rule_seconds == f"{seconds} > {rule.threshold / 1000}"
 
 
-def test_counter_promql_is_cumulative_sum() -> None:
-    expression = signal_promql(Signal.BLOCKED_IPS_PER_MIN)
-    assert expression == "sum(security_blocked_ips_total)"
+def test_counter_promql_is_step_increase() -> None:
+    expression = signal_promql(Signal.BLOCKED_IPS_PER_MIN, step="15s")
+    assert expression == (
+        "sum((security_blocked_ips_total - security_blocked_ips_total offset 15s)"
+        " >= 0 or (security_blocked_ips_total and on (job, instance) up offset 15s))"
+    )
+
+
+def test_counter_promql_selector() -> None:
+    expression = signal_promql(
+        Signal.BLOCKED_IPS_PER_MIN, step="1m", selector='job="veefore"'
+    )
+    assert expression is not None
+    assert expression.count('{job="veefore"}') == 4
+
+
+@pytest.mark.parametrize("step", ["", "15", "1 m"])
+def test_invalid_step_rejected(step: str) -> None:
+    with pytest.raises(ValueError, match="invalid step"):
+        signal_promql(Signal.BLOCKED_IPS_PER_MIN, step=step)
 
 
 def test_up_promql_is_minimum() -> None:
@@ -288,6 +307,30 @@ def test_real_server_signal_values(
     assert all(low <= value <= high for value in values if value is not None)
 
 
+def test_real_server_step_increase(prometheus: PrometheusServer) -> None:
+    # The target serves about 50 requests/s and Prometheus scrapes it every second.
+    # With a 1 s step, increase(http_requests_total[1s]) would often have one
+    # sample in its range and no value, while the step increase has one each step.
+    wait_for_history(prometheus, 8.0)
+    expression = counter_step_increase("http_requests_total", "1s", job_matcher(JOB))
+    end = time.time() - 1.0
+    params = {
+        "query": expression,
+        "start": f"{end - 5.0:.3f}",
+        "end": f"{end:.3f}",
+        "step": "1",
+    }
+    with httpx.Client(base_url=prometheus.url, trust_env=False, timeout=5.0) as client:
+        response = client.get(QUERY_RANGE_PATH, params=params)
+    response.raise_for_status()
+    result = response.json()["data"]["result"]
+    assert len(result) == 1
+    values = [float(value) for _, value in result[0]["values"]]
+    assert len(values) == 6
+    assert min(values) >= 0.0
+    assert sum(values) > 0.0
+
+
 def test_real_server_selector_filters(prometheus: PrometheusServer) -> None:
     wait_for_history(prometheus, 3.0)
     end = time.time() - 1.0
@@ -349,9 +392,14 @@ def error_body(error_type: str, message: str) -> bytes:
     ).encode()
 
 
-def matrix_body(*series: dict[str, Any], result_type: str = "matrix") -> bytes:
+def matrix_body(
+    *series: dict[str, Any], result_type: str = "matrix", warnings: Any = None
+) -> bytes:
     data = {"resultType": result_type, "result": list(series)}
-    return json.dumps({"status": "success", "data": data}).encode()
+    payload: dict[str, Any] = {"status": "success", "data": data}
+    if warnings is not None:
+        payload["warnings"] = warnings
+    return json.dumps(payload).encode()
 
 
 def status_response(status: str, body: bytes, content_type: str) -> bytes:
@@ -381,6 +429,29 @@ def test_points_become_samples() -> None:
         SignalSample(1003.0, None),
         SignalSample(1004.0, 0.25),
     ]
+
+
+def test_warnings_logged_cut(caplog: pytest.LogCaptureFixture) -> None:
+    # Five warnings of 250 characters: three are logged, each cut to 200.
+    body = matrix_body(warnings=[f"{index}" * 250 for index in range(5)])
+    with (
+        RawServer(replay(response_bytes(body))) as server,
+        caplog.at_level("WARNING", logger="veerunbook.alert_prometheus"),
+    ):
+        read_from(server.url(""))
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 4
+    for index, message in enumerate(messages[:3]):
+        assert message.endswith(": " + f"{index}" * 200 + "..."), index
+    assert messages[3].startswith("Prometheus returned 2 more warnings for")
+
+
+def test_counter_read_queries_step() -> None:
+    # The source's step is 1 s, so each value is the increase since the step before.
+    with RawServer(replay(response_bytes(matrix_body()))) as server:
+        read_from(server.url(""), Signal.BLOCKED_IPS_PER_MIN)
+    request_line = server.requests[0].split(b"\r\n")[0].decode()
+    assert "offset+1000ms" in request_line
 
 
 def test_request_names_range_and_step() -> None:
@@ -452,6 +523,22 @@ def test_several_series_named() -> None:
         (
             response_bytes(matrix_body({"metric": {}, "values": [[1000, "x"]]})),
             "invalid point",
+        ),
+        (
+            # An infinite time, which JSON numbers can spell as 1e999.
+            response_bytes(
+                b'{"status": "success", "data": {"resultType": "matrix",'
+                b' "result": [{"metric": {}, "values": [[1e999, "1"]]}]}}'
+            ),
+            "invalid point [inf, '1']",
+        ),
+        (
+            response_bytes(matrix_body(warnings=5)),
+            "the response's warnings are not a list of strings: 5.",
+        ),
+        (
+            response_bytes(matrix_body(warnings=["disk", 7])),
+            "the response's warnings are not a list of strings: ['disk', 7].",
         ),
     ],
 )

@@ -98,7 +98,7 @@ def test_promql_uses_target_metric_names() -> None:
 def test_promql_expressions() -> None:
     expressions = {rule.name: rule.promql for rule in ALERT_RULES}
     assert expressions["BlockedIpsP0"] == (
-        "increase(security_blocked_ips_total[1m]) > 50"
+        "sum by (job) (increase(security_blocked_ips_total[1m])) > 50"
     )
     assert expressions["MemoryUsageP1"] == (
         "nodejs_heap_size_used_bytes / nodejs_heap_size_limit_bytes > 0.85"

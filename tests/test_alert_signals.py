@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from tests.httpfixture import RawServer, replay, response_bytes
 from veerunbook.alert_check import check_alerts
 from veerunbook.alert_check_scrape import measure_signals
-from veerunbook.alert_rules import Signal
-from veerunbook.alert_signals import signal_values
+from veerunbook.alert_eval import AlertState, SignalSample, evaluate
+from veerunbook.alert_rules import Signal, rule_named
+from veerunbook.alert_signals import counter_increase, signal_values
 from veerunbook.alert_store import StoredScrape
 from veerunbook.config import Target
 from veerunbook.metrics_parse import parse_exposition
@@ -49,6 +51,108 @@ def test_connection_failures_unmeasured() -> None:
 def test_signal_values_leave_out_up() -> None:
     values = signal_values(_scrape("scrape-0.txt", 0.0), _scrape("scrape-1.txt", 120.0))
     assert Signal.UP not in values
+
+
+BLOCKED = "security_blocked_ips_total"
+
+
+def _blocked(at: float, *lines: str, started: float = 1000.0) -> Scrape:
+    """Parse a scrape of the blocked-IP counter, one ``{labels} value`` per line."""
+    text = "# TYPE security_blocked_ips_total counter\n"
+    text += "".join(f"{BLOCKED}{line}\n" for line in lines)
+    text += f"process_start_time_seconds {started}\n"
+    return parse_exposition(text, scraped_at=at)
+
+
+def test_blocked_is_increase() -> None:
+    # brute 200 -> 230 and scan 300 -> 305: 30 + 5 = 35.
+    before = _blocked(0.0, '{reason="brute"} 200', '{reason="scan"} 300')
+    after = _blocked(60.0, '{reason="brute"} 230', '{reason="scan"} 305')
+    assert signal_values(before, after)[Signal.BLOCKED_IPS_PER_MIN] == 35.0
+
+
+def test_blocked_needs_before() -> None:
+    after = _blocked(60.0, '{reason="brute"} 230')
+    assert signal_values(None, after)[Signal.BLOCKED_IPS_PER_MIN] is None
+
+
+def test_blocked_absent_counter_unmeasured() -> None:
+    before = _blocked(0.0, '{reason="brute"} 200')
+    assert counter_increase(before, _blocked(60.0), BLOCKED) is None
+
+
+def test_vanished_series_adds_nothing() -> None:
+    # brute 200 -> 201 and scan 300 -> gone: 1 + 0. The sum 500 -> 201 would look
+    # like a reset and count 201.
+    before = _blocked(0.0, '{reason="brute"} 200', '{reason="scan"} 300')
+    after = _blocked(60.0, '{reason="brute"} 201')
+    assert counter_increase(before, after, BLOCKED) == 1.0
+
+
+def test_vanished_series_no_alert() -> None:
+    # Increases at t = 60 and 120: 1 and 1, far below BlockedIpsP0's 50.
+    scrapes = [
+        _blocked(0.0, '{reason="brute"} 200', '{reason="scan"} 300'),
+        _blocked(60.0, '{reason="brute"} 201'),
+        _blocked(120.0, '{reason="brute"} 202'),
+    ]
+    samples = [SignalSample(0.0, None)]
+    for before, after in pairwise(scrapes):
+        value = counter_increase(before, after, BLOCKED)
+        samples.append(SignalSample(float(after.scraped_at or 0.0), value))
+    result = evaluate(rule_named("BlockedIpsP0"), samples, interval_seconds=60.0)
+    assert result.values == (None, None, 1.0)
+    assert set(result.states) == {AlertState.INACTIVE}
+
+
+def test_new_series_counts_fully() -> None:
+    # brute 200 -> 200 and scan new at 4: 0 + 4, as error_rate counts a new series.
+    before = _blocked(0.0, '{reason="brute"} 200')
+    after = _blocked(60.0, '{reason="brute"} 200', '{reason="scan"} 4')
+    assert counter_increase(before, after, BLOCKED) == 4.0
+
+
+def test_duplicate_series_first_kept() -> None:
+    # brute 5 (and a duplicate 5) -> 7 (and a duplicate 100): 7 - 5 = 2, not 5 + 5.
+    before = _blocked(0.0, '{reason="brute"} 5', '{reason="brute"} 5')
+    after = _blocked(60.0, '{reason="brute"} 7', '{reason="brute"} 100')
+    assert counter_increase(before, after, BLOCKED) == 2.0
+
+
+def test_huge_series_sum_unmeasured() -> None:
+    # Two new series of 1e308 each: the sum overflows to infinity, so no value.
+    before = _blocked(0.0, '{reason="brute"} 0')
+    after = _blocked(60.0, '{reason="a"} 1e308', '{reason="b"} 1e308')
+    assert counter_increase(before, after, BLOCKED) is None
+
+
+def test_huge_duplicate_counts_once() -> None:
+    # 1e308 twice under one label set: the first is kept, 1e308 - 0 = 1e308.
+    before = _blocked(0.0, '{reason="a"} 0')
+    after = _blocked(60.0, '{reason="a"} 1e308', '{reason="a"} 1e308')
+    assert counter_increase(before, after, BLOCKED) == 1e308
+
+
+def test_nonfinite_series_left_out() -> None:
+    # scan is NaN later, brute 3 -> 5: 2.
+    before = _blocked(0.0, '{reason="brute"} 3', '{reason="scan"} 1')
+    after = _blocked(60.0, '{reason="brute"} 5', '{reason="scan"} NaN')
+    assert counter_increase(before, after, BLOCKED) == 2.0
+
+
+def test_reset_series_counts_new_value() -> None:
+    # The same process: brute 200 -> 250 is 50, scan 300 -> 5 was reset, so 5.
+    before = _blocked(0.0, '{reason="brute"} 200', '{reason="scan"} 300')
+    after = _blocked(60.0, '{reason="brute"} 250', '{reason="scan"} 5')
+    assert counter_increase(before, after, BLOCKED) == 55.0
+
+
+def test_restart_counts_from_zero() -> None:
+    # process_start_time_seconds 1000 -> 1050: the process restarted, so every
+    # series counts from 0: 250 + 5 = 255.
+    before = _blocked(0.0, '{reason="brute"} 200', '{reason="scan"} 300')
+    after = _blocked(60.0, '{reason="brute"} 250', '{reason="scan"} 5', started=1050.0)
+    assert counter_increase(before, after, BLOCKED) == 255.0
 
 
 @dataclass

@@ -9,16 +9,14 @@ not met makes the alert inactive again and resolves it if it was firing.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
-from typing import TypeVar
 
 from veerunbook.alert_rules import COUNTER_SIGNALS, AlertRule
 from veerunbook.errors import UsageError
-
-Key = TypeVar("Key", bound=Hashable)
 
 
 class AlertState(StrEnum):
@@ -34,7 +32,9 @@ class SignalSample:
     """One scrape's value of a signal at ``time`` (Unix seconds).
 
     ``value`` is None for a missing sample or a failed scrape. For a counter signal
-    it is the cumulative counter, otherwise the signal itself.
+    it is the counter's increase since the previous sample (each series' increase
+    with the counter-reset rule, summed over the series), otherwise the signal
+    itself.
     """
 
     time: float
@@ -81,9 +81,9 @@ def evaluate(
     pending alert restarts its ``for`` clock at the next evaluation that meets the
     condition.
 
-    For a counter signal the compared value is the counter's increase over the last
-    ``rule.window_seconds``, see ``window_increase``. A rule on "more than N in
-    1 minute" therefore fires when the increase over the last 60 s exceeds N.
+    For a counter signal the compared value is the sum of the stored increases over
+    the last ``rule.window_seconds``, see ``window_increase``. A rule on "more than
+    N in 1 minute" therefore fires when the increase over the last 60 s exceeds N.
     """
     if interval_seconds <= 0:
         raise UsageError(
@@ -151,79 +151,50 @@ def _compared_value(
     return window_increase(samples[: index + 1], rule.window_seconds)
 
 
-def counter_increase(previous: float, current: float) -> float:
-    """Return a counter's increase between two readings, never negative.
-
-    Prometheus's counter-reset rule: a decrease means the counter restarted from 0,
-    so the increase is the new value.
-    """
-    if current < previous:
-        return current
-    return current - previous
-
-
-# How far before the window start the base reading of ``window_increase`` may lie,
-# as a fraction of the window. Half a window lets a check every 60 s with a 60 s
-# window find its base when a scrape is up to 30 s late, and keeps the measured span
-# at most 1.5 windows. A missed check (a 120 s gap) therefore gives no value, not a
-# two-minute increase compared with a one-minute threshold.
-BASE_LOOKBACK = 0.5
+# How long a span the summed increases of ``window_increase`` may cover, in windows.
+# Half a window of slack lets a check every 60 s with a 60 s window compare the
+# increase since the check before it when a scrape is up to 30 s late. A missed check
+# (120 s since the last reading) therefore gives no value, not a two-minute increase
+# compared with a one-minute threshold.
+MAX_SPAN_WINDOWS = 1.5
 
 
 def window_increase(
     samples: Sequence[SignalSample], window_seconds: float
 ) -> float | None:
-    """Return the counter's increase over the ``window_seconds`` before the last sample.
+    """Sum the counter increases in the ``window_seconds`` up to the last sample.
 
-    The increase runs from a base reading to the last reading, and the increases
-    between consecutive readings are summed with the counter-reset rule. The base is
-    the latest reading at or before the window start (last - ``window_seconds``) if
-    it lies at most ``BASE_LOOKBACK`` windows before that start, otherwise the first
-    reading in the window. So with a check every 60 s and a 60 s window, readings
-    60.4 s apart still give an increase. The span can then be up to 1.5 windows, and
-    the increase over it is not scaled down. Prometheus's ``increase()`` takes only
-    the samples inside the window and extrapolates to its edges; nothing is
-    extrapolated here. Returns None when fewer than two readings remain.
+    Each sample's value is the counter's increase since the sample before it, so it
+    covers the span from the previous sample with a value to its own time. An
+    increase counts when the midpoint of that span lies in the window
+    (last - ``window_seconds``, last]. So with a check every 60 s and a 60 s window,
+    readings 59.6 s or 61 s apart give exactly one increase. The increase of a
+    sample at the window start covers the time before the window and is left out,
+    and the first sample's increase never counts, because its span is unknown.
+    Returns None when the counted increases cover more than ``MAX_SPAN_WINDOWS``
+    windows (a missed check), when the last sample has no value, when no increase
+    counts, or when the sum is not finite. The sum is not scaled to the window:
+    Prometheus's ``increase()`` extrapolates to the window's edges, but nothing is
+    extrapolated here.
     """
-    if not samples:
+    if not samples or samples[-1].value is None:
         return None
-    start = samples[-1].time - window_seconds
-    earliest = start - BASE_LOOKBACK * window_seconds
+    end = samples[-1].time
+    start = end - window_seconds
     readings = [
-        sample
-        for sample in samples
-        if sample.value is not None and sample.time >= earliest
+        (sample.time, sample.value) for sample in samples if sample.value is not None
     ]
-    # Readings before the base, the latest one at or before the start, drop out.
-    base = 0
-    for index, sample in enumerate(readings):
-        if sample.time <= start:
-            base = index
-    values = [sample.value for sample in readings[base:] if sample.value is not None]
-    if len(values) < 2:
+
+    # Walk back from the last reading while the span of each increase lies mostly
+    # inside the window.
+    total = 0.0
+    covered_from: float | None = None
+    for (previous_time, _), (time, value) in reversed(list(pairwise(readings))):
+        if (previous_time + time) / 2 <= start:
+            break
+        total += value
+        covered_from = previous_time
+
+    if covered_from is None or end - covered_from > MAX_SPAN_WINDOWS * window_seconds:
         return None
-    pairs = pairwise(values)
-    return sum(counter_increase(previous, current) for previous, current in pairs)
-
-
-def counter_increases(
-    before: Mapping[Key, float], after: Mapping[Key, float]
-) -> tuple[dict[Key, float], bool]:
-    """Return each series' increase between two scrapes and whether a reset was seen.
-
-    Series absent from ``before`` count from 0 and series absent from ``after``
-    contribute nothing. When any series decreased, the process behind the counters
-    is taken to have restarted, so every series counts from 0: its increase is its
-    value in ``after``.
-    """
-    # NOTE: one decrease resetting every series is our choice for counters that share
-    # one exporting process. Prometheus's increase() applies the reset rule to each
-    # series alone.
-    restarted = any(
-        key in before and value < before[key] for key, value in after.items()
-    )
-    increases: dict[Key, float] = {}
-    for key, value in after.items():
-        previous = 0.0 if restarted else before.get(key, 0.0)
-        increases[key] = counter_increase(previous, value)
-    return increases, restarted
+    return total if math.isfinite(total) else None

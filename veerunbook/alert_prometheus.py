@@ -38,6 +38,8 @@ QUERY_RANGE_PATH = "/api/v1/query_range"
 # (end - start) / step exceeds 11,000, so a longer range is read in chunks.
 MAX_STEPS = 11_000
 _NAMED_SERIES = 3  # maximum label sets quoted in the error about several series
+_LOGGED_WARNINGS = 3  # maximum Prometheus warnings logged per query
+_WARNING_CHARS = 200  # maximum characters of each logged warning
 
 
 class PrometheusSource:
@@ -81,7 +83,8 @@ class PrometheusSource:
         """Return the values of ``signal`` at each step from ``start`` to ``end``.
 
         The steps are ``start``, ``start + step_seconds`` and so on up to ``end``,
-        in Unix seconds rounded to milliseconds. A step
+        in Unix seconds rounded to milliseconds. A counter signal's value at a step
+        is its increase since the step before, like the sample store's. A step
         without a value, or with NaN or an infinity, gets a sample with value None,
         like a failed scrape in the sample store. When no series matches at all, or
         the signal has no PromQL expression, the result is empty. Raises
@@ -90,14 +93,17 @@ class PrometheusSource:
         """
         if end < start:
             raise UsageError(f"invalid range: end {end} is before start {start}.")
+        step_ms = round(self.step_seconds * 1000)
         expression = signal_promql(
-            signal, rate_window=self.rate_window, selector=self.selector
+            signal,
+            rate_window=self.rate_window,
+            selector=self.selector,
+            step=f"{step_ms}ms",
         )
         if expression is None:
             return []
 
         # Query the grid in chunks of at most MAX_STEPS steps.
-        step_ms = round(self.step_seconds * 1000)
         steps = range(round(start * 1000), round(end * 1000) + 1, step_ms)
         values: dict[int, float | None] = {}
         matched = False
@@ -142,10 +148,7 @@ class PrometheusSource:
             raise _failure(signal, where, _probe_reason(result))
 
         series = _matrix(payload, signal, where)
-        for warning in payload.get("warnings") or []:
-            logger.warning(
-                "Prometheus warning for %s at %s: %s", signal, where, warning
-            )
+        _log_warnings(payload, signal, where)
         logger.debug("read %s from %s: %d series", signal, where, len(series))
         if not series:
             return None
@@ -199,12 +202,46 @@ def _points(series: Any, signal: Signal, where: str) -> dict[int, float | None]:
         try:
             time, text = point
             value = float(text)
+            # round() raises OverflowError for an infinite time such as 1e999.
             points[round(float(time) * 1000)] = value if math.isfinite(value) else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise _failure(
                 signal, where, f"the result holds an invalid point {point!r:.80}."
             ) from None
     return points
+
+
+def _log_warnings(payload: dict[str, Any], signal: Signal, where: str) -> None:
+    """Log the response's warnings, at most a few and each cut to a bounded length."""
+    warnings = payload.get("warnings")
+    if warnings is None:
+        return
+    if not isinstance(warnings, list) or not all(
+        isinstance(item, str) for item in warnings
+    ):
+        raise _failure(
+            signal,
+            where,
+            f"the response's warnings are not a list of strings: {warnings!r:.80}.",
+        )
+    for warning in warnings[:_LOGGED_WARNINGS]:
+        logger.warning(
+            "Prometheus warning for %s at %s: %s",
+            signal,
+            where,
+            _shortened(warning, _WARNING_CHARS),
+        )
+    if len(warnings) > _LOGGED_WARNINGS:
+        logger.warning(
+            "Prometheus returned %d more warnings for %s at %s, not logged",
+            len(warnings) - _LOGGED_WARNINGS,
+            signal,
+            where,
+        )
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _several_series(series: list[Any]) -> str:

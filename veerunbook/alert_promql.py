@@ -18,7 +18,7 @@ __all__ = [
     "HEAP_USED",
     "RULE_RATE_WINDOW",
     "blocked_ips_increase",
-    "blocked_ips_total",
+    "counter_step_increase",
     "error_ratio",
     "job_matcher",
     "memory_ratio",
@@ -96,13 +96,35 @@ def pool_ratio(selector: str = "") -> str:
 
 
 def blocked_ips_increase(window: str, selector: str = "") -> str:
-    """Return the blocked-IP counter's increase over ``window``, per series."""
-    return f"increase({vector(BLOCKED_IPS_COUNTER, selector)}[{window}])"
+    """Return the blocked-IP counter's increase over ``window``, summed per job.
+
+    The series are summed like the embedded check sums them, so addresses blocked
+    for different reasons count toward one threshold.
+    """
+    return f"sum by (job) (increase({vector(BLOCKED_IPS_COUNTER, selector)}[{window}]))"
 
 
-def blocked_ips_total(selector: str = "") -> str:
-    """Return the cumulative blocked-IP counter summed over its series."""
-    return f"sum({vector(BLOCKED_IPS_COUNTER, selector)})"
+def counter_step_increase(name: str, step: str, selector: str = "") -> str:
+    """Return counter ``name``'s increase over the last ``step``, summed over series.
+
+    Each series counts its value minus its value ``step`` earlier, or after a
+    decrease (a counter reset) its new value. A series that is new within the step
+    counts its whole value, but only where its target has an ``up`` sample ``step``
+    earlier, so that the first scrape of a target adds nothing. This is
+    ``veerunbook.alert_signals.counter_increase`` between two scrapes, except after
+    a process restart: there a series that did not decrease counts its difference,
+    as in Prometheus's ``increase()``, not its whole value.
+    """
+    # Not increase(counter[step]): with a step as long as the scrape interval the
+    # range often contains one sample, and increase() then returns no value (tested
+    # with Prometheus 2.42 scraping every second). Nothing is extrapolated here.
+    counter = vector(name, selector)
+    earlier = f"{counter} offset {step}"
+    scraped_earlier = f"{vector('up', selector)} offset {step}"
+    return (
+        f"sum(({counter} - {earlier}) >= 0"
+        f" or ({counter} and on (job, instance) {scraped_earlier}))"
+    )
 
 
 def target_up(selector: str = "") -> str:

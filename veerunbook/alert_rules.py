@@ -45,8 +45,9 @@ class Signal(StrEnum):
     UP = "up"  # 1.0 when the scrape of the target's metrics succeeded, 0.0 when not
 
 
-# Signals whose samples are cumulative counters. A rule on one of them compares the
-# counter's increase over ``window_seconds`` with the threshold.
+# Counter signals. Each sample is the counter's increase since the previous sample,
+# the per-series increases summed, and a rule on one of them compares the sum of
+# those increases over ``window_seconds`` with the threshold.
 COUNTER_SIGNALS = frozenset(
     {Signal.BLOCKED_IPS_PER_MIN, Signal.DB_CONNECTION_FAILURES_PER_MIN}
 )
@@ -71,7 +72,7 @@ class AlertRule:
 
     ``for_seconds`` is the Prometheus ``for`` duration: how long the condition must
     hold at every evaluation before the alert fires. For a counter signal,
-    ``window_seconds`` is the range over which the increase is taken.
+    ``window_seconds`` is the range over which the increases are summed.
     ``build_promql`` returns the PromQL alert expression for a selector (see
     ``promql_for``). It is None when the embedded target exports no metric for the
     signal, and ``derivation`` then describes where the signal comes from.
