@@ -5,15 +5,17 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
 
 from veerunbook import session as vr_session
-from veerunbook.alert_check import check_alerts
-from veerunbook.alert_check_lock import check_lock
+from veerunbook.alert_check import check_alerts, check_option
+from veerunbook.alert_check_lock import LockHeld, check_lock
 from veerunbook.alert_check_plot import firing_spans, plot_history
 from veerunbook.alert_check_result import CheckResult, RuleStatus, transition_text
 from veerunbook.alert_check_steps import AlertCheck
@@ -28,7 +30,9 @@ from veerunbook.alert_units import (
 )
 from veerunbook.cli import main
 from veerunbook.config import load_config
+from veerunbook.errors import UsageError
 from veerunbook.record import RunContext, start_run
+from veerunbook.redact import Redactor
 
 T0 = 1_796_392_800.0  # 2026-12-04 14:00:00 UTC
 
@@ -226,7 +230,7 @@ def test_cli_check_keeps_rule_states(
     with SampleStore(tmp_path, target.name) as store:
         store.set_rule_state(firing)
     argv = ["alerts", "check", "--target", url, "--archive", str(tmp_path)]
-    code = main([*argv, "--sample-seconds", "0.1"])
+    code = main([*argv, "--sample-seconds", "1"])
     out = capsys.readouterr().out
     with SampleStore(tmp_path, target.name) as store:
         states = store.rule_states()
@@ -241,7 +245,7 @@ def test_cli_lines_show_since(
 ) -> None:
     url = _dead_url()
     argv = ["alerts", "check", "--target", url, "--archive", str(tmp_path)]
-    main([*argv, "--sample-seconds", "0.1"])
+    main([*argv, "--sample-seconds", "1"])
     lines = capsys.readouterr().out.splitlines()
     down = next(line for line in lines if " TargetDownP0 " in line)
     rate = next(line for line in lines if " ErrorRateP0 " in line)
@@ -265,7 +269,7 @@ def _closed_pipe_run(args: list[str]) -> tuple[int, str]:
 
 def test_check_broken_pipe_keeps_code(tmp_path: Path) -> None:
     args = ["alerts", "check", "--target", _dead_url(), "--archive", str(tmp_path)]
-    code, stderr = _closed_pipe_run([*args, "--sample-seconds", "0.1"])
+    code, stderr = _closed_pipe_run([*args, "--sample-seconds", "1"])
     # The dead target's failed scrape gives exit code 1, not 3 for a write error.
     assert code == 1
     assert "Broken pipe" not in stderr
@@ -395,3 +399,217 @@ def test_plot_labels_tiers_and_utc() -> None:
     assert p95_axis.get_xlabel() == "time (UTC)"
     assert p95_axis.xaxis.get_major_formatter().fmt == "%H:%M"
     assert rate_axis.get_ylabel() == "5xx error rate (%)"
+
+
+class _Lying(BaseHTTPRequestHandler):
+    """A metrics endpoint that responds 200 text/plain with a fixed body."""
+
+    body: ClassVar[bytes] = b"up 1\nprocess_start_time_seconds 1\n"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def lying() -> Iterator[str]:
+    _Lying.body = b"up 1\nprocess_start_time_seconds 1\n"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Lying)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_lying_target_is_down(tmp_path: Path, lying: str) -> None:
+    target = load_config(None).resolve_target(lying)
+    with SampleStore(tmp_path, target.name) as store:
+        store.set_rule_state(RuleState("ErrorRateP0", "firing", T0 - 240, T0 - 60))
+    result = check_alerts(target, tmp_path, now=T0, sample_seconds=0.1)
+    assert result.scrape_error is not None
+    assert "none of the rules' metric families found" in result.scrape_error
+    assert "http_requests_total" in result.scrape_error
+    assert result.values[Signal.UP] == 0.0
+    assert result.values[Signal.ERROR_RATE] is None
+
+
+def test_lying_target_run_has_error(tmp_path: Path, lying: str) -> None:
+    target = load_config(None).resolve_target(lying)
+    run = start_run("alert-check", incident="INC-LIE", archive=str(tmp_path))
+    check_alerts(target, tmp_path, now=T0, sample_seconds=0.1, run=run)
+    status = run.finish()
+    scrape = next(c for c in run.checks if c.name == "alert metrics scrape")
+    assert scrape.status == "error"
+    assert status == "findings"
+
+
+def test_html_body_is_failed_scrape(tmp_path: Path, lying: str) -> None:
+    _Lying.body = b"<html><body>maintenance</body></html>\n"
+    target = load_config(None).resolve_target(lying)
+    result = check_alerts(target, tmp_path, now=T0, sample_seconds=0.1)
+    assert result.scrape_error is not None
+    assert result.values[Signal.UP] == 0.0
+
+
+def test_failed_scrape_named_once(tmp_path: Path) -> None:
+    target = load_config(None).resolve_target(_dead_url())
+    result = check_alerts(target, tmp_path, now=T0, sample_seconds=0.1)
+    assert result.scrape_error is not None
+    assert result.scrape_error.startswith("metrics (first scrape)  ERROR")
+    assert result.scrape_error.count("metrics (first scrape)") == 1
+
+
+def test_cli_corrupt_store_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _dead_url()
+    path = store_path(tmp_path, load_config(None).resolve_target(url).name)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    argv = ["alerts", "check", "--target", url, "--archive", str(tmp_path)]
+    code = main([*argv, "--sample-seconds", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert len(err) == 1
+    assert str(path) in err[0]
+    assert "Move the file aside" in err[0]
+
+
+def test_cli_unwritable_alerts_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A file where the alerts folder belongs: no folder can be created under it.
+    (tmp_path / "alerts").write_text("not a folder")
+    argv = ["alerts", "check", "--target", _dead_url(), "--archive", str(tmp_path)]
+    code = main([*argv, "--sample-seconds", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert len(err) == 1
+    assert err[0].startswith("veerunbook: error: alert sample store ")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--interval-seconds", "1e-9"),
+        ("--interval-seconds", "3601"),
+        ("--sample-seconds", "0.5"),
+        ("--sample-seconds", "601"),
+        ("--sample-seconds", "nan"),
+    ],
+)
+def test_cli_option_bounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    argv = ["alerts", "check", "--target", _dead_url(), "--archive", str(tmp_path)]
+    code = main([*argv, option, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1
+    assert err[0].startswith(f"veerunbook: error: invalid {option} ")
+
+
+def test_option_bounds_from_notebook() -> None:
+    # The notebook declares interval_seconds [1..3600] and sample_seconds [1..600].
+    check_option("interval_seconds", 1.0)
+    check_option("interval_seconds", 3600.0)
+    check_option("sample_seconds", 600.0)
+    with pytest.raises(UsageError, match=r"\[1\.\.600\]"):
+        check_option("sample_seconds", 600.5)
+
+
+def _seed_store(tmp_path: Path, name: str) -> None:
+    """Store samples at T0 and T0 + 60 s and a firing ErrorRateP0."""
+    with SampleStore(tmp_path, name) as store:
+        for moment in (T0, T0 + 60):
+            store.append(moment, {Signal.ERROR_RATE: 0.08, Signal.UP: 1.0})
+            store.save_scrape(moment, "http_requests_total 1\n")
+        store.set_rule_state(RuleState("ErrorRateP0", "firing", T0 - 120, T0))
+
+
+def test_clock_behind_changes_nothing(tmp_path: Path) -> None:
+    target = load_config(None).resolve_target(_dead_url())
+    _seed_store(tmp_path, target.name)
+    run = start_run("alert-check", incident="INC-CLOCK", archive=str(tmp_path))
+    # 30 s before the newest stored sample at T0 + 60.
+    result = check_alerts(target, tmp_path, now=T0 + 30, run=run, sample_seconds=0.1)
+    status = run.finish()
+    clock = next(c for c in run.checks if c.name == "alert clock")
+    with SampleStore(tmp_path, target.name) as store:
+        states = store.rule_states()
+        scrape = store.last_scrape(T0 + 61)
+        newest = store.newest_time()
+    assert result.skipped == "clock behind the newest stored sample by 30 s"
+    assert result.rules == ()
+    assert result.transitions == ()
+    assert clock.status == "error"
+    assert status == "findings"
+    assert states["ErrorRateP0"].state == "firing"
+    assert scrape is not None
+    assert scrape.time == T0 + 60
+    assert newest == T0 + 60
+
+
+def test_clock_behind_cli_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _dead_url()
+    target = load_config(None).resolve_target(url)
+    # Samples far in the future: the real clock is behind them.
+    with SampleStore(tmp_path, target.name) as store:
+        store.append(4_000_000_000.0, {Signal.UP: 1.0})
+    argv = ["alerts", "check", "--target", url, "--archive", str(tmp_path)]
+    code = main([*argv, "--sample-seconds", "1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith("skipped: clock behind the newest stored sample by ")
+
+
+def test_replay_of_stored_time_evaluates(tmp_path: Path) -> None:
+    target = load_config(None).resolve_target(_dead_url())
+    _seed_store(tmp_path, target.name)
+    result = check_alerts(target, tmp_path, now=T0 + 60, sample_seconds=0.1)
+    assert result.skipped is None
+    assert len(result.rules) == len(ALERT_RULES)
+
+
+def test_stored_body_masked(tmp_path: Path, lying: str) -> None:
+    secret = "Zq8storedsecretvalue"
+    _Lying.body = f'http_requests_total{{token="{secret}"}} 5\n'.encode()
+    target = load_config(None).resolve_target(lying)
+    check_alerts(
+        target, tmp_path, now=T0, sample_seconds=0.1, redactor=Redactor([secret])
+    )
+    with SampleStore(tmp_path, target.name) as store:
+        stored = store.last_scrape(T0 + 1)
+    assert stored is not None
+    assert "http_requests_total" in stored.body
+    assert secret not in stored.body
+
+
+def test_deleted_lock_file_still_locks(tmp_path: Path) -> None:
+    seen: list[object] = []
+    with check_lock(tmp_path) as first:
+        (tmp_path / "check.lock").unlink()
+        thread = threading.Thread(target=lambda: seen.append(_take(tmp_path)))
+        thread.start()
+        thread.join()
+    assert first is None
+    assert isinstance(seen[0], LockHeld)
+
+
+def test_moved_folder_locks_anew(tmp_path: Path) -> None:
+    # A store folder moved aside takes its lock along, so a new folder is free.
+    folder = tmp_path / "store"
+    with check_lock(folder) as first:
+        folder.rename(tmp_path / "old")
+        with check_lock(folder) as second:
+            assert first is None
+            assert second is None

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from veerunbook.alert_store import store_path
+from veerunbook.config import load_config
 from veerunbook.redact import Redactor
 from veerunbook.runner import RunOutcome, run_procedure
 from veerunbook.simulator import RunningTarget, start_target
@@ -189,3 +193,56 @@ def test_dead_target_records_scrape_error(tmp_path: Path) -> None:
     # A dead target is a finding (exit 1), never a failed run (exit 3).
     assert outcome.exit_code == 1
     assert checks[0]["status"] == "error"
+
+
+class _Lying(BaseHTTPRequestHandler):
+    """A metrics endpoint that responds 200 text/plain without any rule metric."""
+
+    def do_GET(self) -> None:
+        body = b"up 1\nprocess_start_time_seconds 1\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+def test_lying_target_is_finding(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Lying)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        outcome = _run(f"http://127.0.0.1:{server.server_port}", tmp_path, 0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    events = _events(tmp_path)
+    scrape = _check(events, _run_ids(events)[0], "alert metrics scrape")
+    assert outcome.exit_code == 1
+    assert scrape["status"] == "error"
+    assert "none of the rules' metric families found" in scrape["summary"]
+
+
+def test_corrupt_store_fails_run(tmp_path: Path) -> None:
+    url = _dead_url()
+    path = store_path(tmp_path, load_config(None).resolve_target(url).name)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a database" * 200)
+    outcome = _run(url, tmp_path, 0)
+    events = _events(tmp_path)
+    store = _check(events, _run_ids(events)[0], "alert sample store")
+    finished = next(e for e in events if e["event"] == "run.finished")
+    assert outcome.exit_code == 3
+    assert store["status"] == "error"
+    assert "file is not a database" in store["summary"]
+    assert finished["status"] == "failed"
+    assert "file is not a database" in finished["reason"]
+
+
+def _dead_url() -> str:
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{bound.getsockname()[1]}"

@@ -5,7 +5,7 @@ import pytest
 from veerunbook.alert_eval import AlertState, SignalSample, Transition, evaluate
 from veerunbook.alert_rules import Signal, rule_named
 from veerunbook.alert_store import RuleState, SampleStore, store_path, target_slug
-from veerunbook.errors import UsageError
+from veerunbook.errors import StoreError, UsageError
 
 
 def test_store_under_archive(tmp_path: Path) -> None:
@@ -128,3 +128,46 @@ def test_rule_state_round_trip(tmp_path: Path) -> None:
         store.set_rule_state(state)
     with SampleStore(tmp_path, "demo") as store:
         assert store.rule_states() == {"ErrorRateP0": state}
+
+
+def test_corrupt_store_raises_store_error(tmp_path: Path) -> None:
+    path = store_path(tmp_path, "broken")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a database" * 200)
+    with pytest.raises(StoreError) as raised:
+        SampleStore(tmp_path, "broken")
+    assert raised.value.path == str(path)
+    assert raised.value.reason == "file is not a database"
+    assert raised.value.fix.startswith("Move the file aside")
+
+
+def test_states_and_outbox_committed_together(tmp_path: Path) -> None:
+    state = RuleState("ErrorRateP0", "firing", 100.0, 220.0)
+    with SampleStore(tmp_path, "t") as store:
+        store.commit_states([state], [(220.0, "[P0] ErrorRateP0 firing")])
+    with SampleStore(tmp_path, "t") as store:
+        states = store.rule_states()
+        queued = store.outbox()
+    assert states == {"ErrorRateP0": state}
+    assert [(entry.time, entry.text) for entry in queued] == [
+        (220.0, "[P0] ErrorRateP0 firing")
+    ]
+
+
+def test_failed_commit_stores_no_state(tmp_path: Path) -> None:
+    state = RuleState("ErrorRateP0", "firing", 100.0, 220.0)
+    with SampleStore(tmp_path, "t") as store:
+        # A NULL text violates the outbox's NOT NULL, so the state rolls back too.
+        with pytest.raises(StoreError):
+            store.commit_states([state], [(220.0, None)])  # type: ignore[list-item]
+        assert store.rule_states() == {}
+
+
+def test_newest_time_of_samples(tmp_path: Path) -> None:
+    with SampleStore(tmp_path, "t") as store:
+        empty = store.newest_time()
+        store.append(60.0, {Signal.UP: 1.0})
+        store.append(120.0, {Signal.UP: 1.0})
+        newest = store.newest_time()
+    assert empty is None
+    assert newest == 120.0

@@ -12,10 +12,18 @@ from typing import Any, ClassVar
 import pytest
 
 from veerunbook import session as vr_session
-from veerunbook.alert_check_result import AlertTransition, CheckResult
+from veerunbook.alert_check_result import AlertTransition, CheckResult, transition_text
 from veerunbook.alert_check_steps import AlertCheck
 from veerunbook.alert_rules import rule_named
-from veerunbook.notify import Delivery, build_message, deliver, post_message
+from veerunbook.alert_store import RuleState, SampleStore
+from veerunbook.notify import (
+    OUTBOX_MAX_LINES,
+    Delivery,
+    build_message,
+    deliver,
+    post_message,
+    send_outbox,
+)
 
 SECRET_PATH = "/hooks/T000/B000/Zq8secretpathvalue"
 
@@ -120,18 +128,29 @@ def _dead_url() -> str:
         return f"http://127.0.0.1:{bound.getsockname()[1]}"
 
 
-def _alert_check(tmp_path: Path, transitions: bool) -> AlertCheck:
-    """An alert-check run whose result has one firing transition, or none."""
-    session = vr_session.begin("alert-check", target=_dead_url(), archive=str(tmp_path))
+# A target nothing listens on, the same in every test, so runs share its store.
+_TARGET = _dead_url()
+
+
+def _alert_check(tmp_path: Path, transitions: bool, at: float = T0 + 120) -> AlertCheck:
+    """An alert-check run at ``at`` whose result has one firing transition, queued
+    in the outbox as the evaluation step queues it, or none."""
+    session = vr_session.begin("alert-check", target=_TARGET, archive=str(tmp_path))
     session.config = dataclasses.replace(
         session.config, notify_webhook_env="TEST_ALERT_HOOK"
     )
     rule = rule_named("ErrorRateP0")
-    found = (
-        (AlertTransition(rule, "firing", T0 + 120, 0.08, T0),) if transitions else ()
-    )
-    result = CheckResult(time=T0 + 120, target="prod", transitions=found)
+    found = (AlertTransition(rule, "firing", at, 0.08, T0),) if transitions else ()
+    result = CheckResult(time=at, target="prod", transitions=found)
+    if transitions:
+        with SampleStore(tmp_path, session.target.name) as store:
+            store.commit_states([], [(at, transition_text(found[0], result))])
     return AlertCheck(session, result)
+
+
+def _outbox(check: AlertCheck) -> list[str]:
+    with SampleStore(check.archive, check.session.target.name) as store:
+        return [entry.text for entry in store.outbox()]
 
 
 def _notification_check(check: AlertCheck) -> tuple[str, str]:
@@ -165,7 +184,121 @@ def test_notification_failure_is_error(
     check.notify(True)
     status, summary = _notification_check(check)
     assert status == "error"
-    assert summary == "sending failed: webhook answered HTTP 503"
+    assert summary == (
+        "sending failed: webhook answered HTTP 503; lines left for the next check: 1"
+    )
+    assert len(_outbox(check)) == 1
+
+
+def test_sent_line_leaves_outbox(
+    tmp_path: Path, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ALERT_HOOK", hook)
+    check = _alert_check(tmp_path, transitions=True)
+    check.notify(True)
+    assert _outbox(check) == []
+
+
+def test_failed_line_sent_next_check(
+    tmp_path: Path, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ALERT_HOOK", hook)
+    _Hook.statuses = [500, 500]
+    _alert_check(tmp_path, transitions=True).notify(True)
+    # The next check, a minute later, has no transition of its own.
+    later = _alert_check(tmp_path, transitions=False, at=T0 + 180)
+    later.notify(True)
+    status, summary = _notification_check(later)
+    text = json.loads(_Hook.received[-1])["text"]
+    assert status == "pass"
+    assert summary == "sent, webhook answered HTTP 200; lines sent: 1, delayed: 1"
+    # The line of the check at T0 + 120 s, 14:02:00 UTC, marked as delayed.
+    assert text.startswith(
+        "(delayed, from 2026-12-04 14:02:00 UTC) [P0] ErrorRateP0 firing since"
+    )
+    assert _outbox(later) == []
+
+
+def test_hanging_send_keeps_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A check killed while sending leaves its line queued: nothing was sent yet.
+    monkeypatch.setenv("TEST_ALERT_HOOK", _dead_url())
+    check = _alert_check(tmp_path, transitions=True)
+    assert len(_outbox(check)) == 1
+
+
+def test_old_line_dropped_with_note(
+    tmp_path: Path, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ALERT_HOOK", hook)
+    _alert_check(tmp_path, transitions=True)
+    # 24 h and 1 s after the queued line: older than OUTBOX_MAX_AGE_SECONDS.
+    later = _alert_check(tmp_path, transitions=False, at=T0 + 120 + 86_401)
+    later.notify(True)
+    status, _ = _notification_check(later)
+    notes = [e for e in _journal(later) if e["text"].startswith("dropped ")]
+    assert status == "skip"
+    assert _Hook.received == []
+    assert len(notes) == 1
+    assert _outbox(later) == []
+
+
+def test_outbox_count_capped(tmp_path: Path, hook: str) -> None:
+    with SampleStore(tmp_path, "capped") as store:
+        lines = [(T0 + i, f"line {i}") for i in range(OUTBOX_MAX_LINES + 3)]
+        store.commit_states([], lines)
+        notes = _Notes()
+        sent = send_outbox(store, now=T0 + 100, channel="#c", url=hook, run=notes)
+        left = store.outbox()
+    text = json.loads(_Hook.received[0])["text"]
+    assert sent is not None
+    assert sent.lines == OUTBOX_MAX_LINES
+    # The 3 oldest lines (0, 1, 2) are dropped, line 3 is the first one sent.
+    assert text.splitlines()[0].endswith(" line 3")
+    assert notes.notes[0][0].startswith("dropped 3 unsent notification lines")
+    assert left == []
+
+
+def _journal(check: AlertCheck) -> list[dict[str, Any]]:
+    path = check.session.run.incident_dir / "journal.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    return [event for event in events if event["event"] == "note"]
+
+
+def _resolving_check(tmp_path: Path) -> AlertCheck:
+    """Evaluate a dead target whose stored ErrorRateP0 fires, so it resolves."""
+    session = vr_session.begin("alert-check", target=_dead_url(), archive=str(tmp_path))
+    session.config = dataclasses.replace(
+        session.config, notify_webhook_env="TEST_ALERT_HOOK"
+    )
+    firing = RuleState("ErrorRateP0", "firing", T0 - 240, T0 - 60)
+    with SampleStore(tmp_path, session.target.name) as store:
+        store.set_rule_state(firing)
+    check = AlertCheck(session)
+    check.evaluate(60.0, 1.0, T0, send=True)
+    session.close()
+    return check
+
+
+def test_no_webhook_queues_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_ALERT_HOOK", raising=False)
+    check = _resolving_check(tmp_path)
+    assert check.result is not None
+    assert len(check.result.transitions) == 1
+    assert _outbox(check) == []
+
+
+def test_webhook_queues_transition(
+    tmp_path: Path, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ALERT_HOOK", hook)
+    check = _resolving_check(tmp_path)
+    queued = _outbox(check)
+    assert len(queued) == 1
+    assert queued[0].startswith("[P0] ErrorRateP0 resolved after 4 min 00 s")
 
 
 def test_notification_without_url_warns(

@@ -6,11 +6,15 @@ against the previous stored scrape, store the sample, evaluate every rule over t
 stored samples with Prometheus ``for`` semantics, and journal each alert's firing and
 resolved transitions exactly once by comparing with the rule states stored last time.
 A dead, slow or lying target is a scrape error: every signal is stored as None, which
-counts as a failed evaluation, so a firing alert resolves as in Prometheus.
+counts as a failed evaluation, so a firing alert resolves as in Prometheus. A clock
+that is not after the newest stored sample (stepped back, or a replay older than the
+store) evaluates nothing and changes no state. Each transition's notification line
+is queued in the store's outbox in the same transaction as the new rule states.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,9 +26,11 @@ from veerunbook.alert_check_result import (
     AlertTransition,
     CheckResult,
     RuleStatus,
+    journal_clock_behind,
     journal_result,
     journal_skipped,
     journal_source_error,
+    transition_text,
 )
 from veerunbook.alert_check_scrape import Measurement, measure_signals
 from veerunbook.alert_eval import AlertState, SignalSample, evaluate
@@ -36,7 +42,7 @@ from veerunbook.alert_store import (
     StoredScrape,
     store_path,
 )
-from veerunbook.errors import PrometheusQueryError
+from veerunbook.errors import PrometheusQueryError, UsageError
 
 __all__ = [
     "AlertTransition",
@@ -44,6 +50,7 @@ __all__ = [
     "RuleStatus",
     "SampleSource",
     "check_alerts",
+    "check_option",
 ]
 
 if TYPE_CHECKING:
@@ -71,6 +78,7 @@ def check_alerts(
     record_states: bool = True,
     source: SampleSource | None = None,
     progress: Callable[[str], None] | None = None,
+    queue_notifications: bool = False,
 ) -> CheckResult:
     """Evaluate every alert rule once at ``now`` (default: the clock); never raises
     for a dead, slow or lying target.
@@ -83,7 +91,11 @@ def check_alerts(
     transition away from the scheduled check. With ``source``, or when the target
     names a ``prometheus_url``, no scrape is taken and the rules are evaluated over
     the source's samples, while the stored rule states still make each transition
-    journaled once. A source that fails leaves those states unchanged.
+    journaled once. A source that fails leaves those states unchanged. With
+    ``queue_notifications`` (and ``record_states``) each transition's line is
+    queued in the store's outbox, for ``AlertCheck.notify`` to send.
+
+    Raises StoreError when the sample store or its folder fails.
     """
     if source is None and target.prometheus_url is not None:
         from veerunbook.alert_prometheus import prometheus_source
@@ -93,6 +105,7 @@ def check_alerts(
     context = _Context(target, moment, interval_seconds, sample_seconds, run)
     context.redactor, context.progress = redactor, progress
     context.record_states = record_states
+    context.queue = queue_notifications and record_states
     if not store:
         return _check_read_only(context, archive, source)
     with check_lock(store_path(archive, target.name).parent) as held:
@@ -112,6 +125,7 @@ class _Context:
     redactor: Redactor | None = None
     progress: Callable[[str], None] | None = None
     record_states: bool = True
+    queue: bool = False
 
     @property
     def max_gap(self) -> float:
@@ -122,6 +136,21 @@ def _skipped(context: _Context, reason: str) -> CheckResult:
     if context.run is not None:
         journal_skipped(context.run, reason)
     return CheckResult(time=context.now, target=context.target.name, skipped=reason)
+
+
+def _clock_behind(context: _Context, samples: SampleStore) -> CheckResult | None:
+    """Return the result of a check whose clock is not after the newest sample.
+
+    A replay of a time already stored is evaluated again, so it returns None.
+    """
+    newest = samples.newest_time()
+    now = context.now
+    if newest is None or now > newest or samples.has_samples_at(now):
+        return None
+    reason = f"clock behind the newest stored sample by {newest - now:g} s"
+    if context.run is not None:
+        journal_clock_behind(context.run, reason, newest)
+    return CheckResult(time=now, target=context.target.name, skipped=reason)
 
 
 def _source_failed(context: _Context, error: PrometheusQueryError) -> CheckResult:
@@ -141,6 +170,9 @@ def _check_stored(
     context: _Context, samples: SampleStore, source: SampleSource | None
 ) -> CheckResult:
     now = context.now
+    behind = _clock_behind(context, samples)
+    if behind is not None:
+        return behind
     samples.prune(now - DEFAULT_RETENTION_SECONDS)
     if source is not None:
         try:
@@ -151,12 +183,18 @@ def _check_stored(
     else:
         measurement = measure_signals(context, _recent_scrape(samples, context))
         if measurement.body is not None:
-            samples.save_scrape(now, measurement.body)
+            body = measurement.body
+            if context.redactor is not None:
+                body = context.redactor.mask(body)
+            samples.save_scrape(now, body)
         _append(context, samples, measurement.values)
         statuses = _evaluate_all(samples, now, context.interval)
-    write = context.record_states
-    transitions = _compare_states(samples, statuses, now, write=write)
-    return _finish(context, statuses, transitions, measurement)
+    transitions, changed = _compare_states(samples, statuses, now)
+    result = _result(context, statuses, transitions, measurement)
+    if context.record_states:
+        lines = [(c.time, transition_text(c, result)) for c in transitions]
+        samples.commit_states(changed, lines if context.queue else [])
+    return _journal(context, result)
 
 
 def _check_read_only(
@@ -167,6 +205,9 @@ def _check_read_only(
     if store_path(archive, context.target.name).is_file():
         stored = SampleStore(archive, context.target.name)
     try:
+        behind = None if stored is None else _clock_behind(context, stored)
+        if behind is not None:
+            return behind
         if source is not None:
             try:
                 measurement = _from_source(source, context)
@@ -180,8 +221,9 @@ def _check_read_only(
             statuses = _evaluate_all(reader, now, context.interval)
         transitions: tuple[AlertTransition, ...] = ()
         if stored is not None:
-            transitions = _compare_states(stored, statuses, now, write=False)
-        return _finish(context, statuses, transitions, measurement)
+            transitions, _ = _compare_states(stored, statuses, now)
+        result = _result(context, statuses, transitions, measurement)
+        return _journal(context, result)
     finally:
         if stored is not None:
             stored.close()
@@ -266,11 +308,12 @@ def _evaluate_rule(
 
 
 def _compare_states(
-    samples: SampleStore, statuses: tuple[RuleStatus, ...], now: float, *, write: bool
-) -> tuple[AlertTransition, ...]:
-    """Return the transitions since the stored states, storing the new ones."""
+    samples: SampleStore, statuses: tuple[RuleStatus, ...], now: float
+) -> tuple[tuple[AlertTransition, ...], list[RuleState]]:
+    """Return the transitions since the stored states and the states that changed."""
     stored = samples.rule_states()
     transitions: list[AlertTransition] = []
+    changed_states: list[RuleState] = []
     for status in statuses:
         name = status.rule.name
         before = stored.get(name)
@@ -289,18 +332,18 @@ def _compare_states(
             status.state.value,
             status.since,
         )
-        if write and changed:
-            samples.set_rule_state(RuleState(name, status.state, status.since, now))
-    return tuple(transitions)
+        if changed:
+            changed_states.append(RuleState(name, status.state, status.since, now))
+    return tuple(transitions), changed_states
 
 
-def _finish(
+def _result(
     context: _Context,
     statuses: tuple[RuleStatus, ...],
     transitions: tuple[AlertTransition, ...],
     measurement: Measurement,
 ) -> CheckResult:
-    result = CheckResult(
+    return CheckResult(
         time=context.now,
         target=context.target.name,
         values=dict(measurement.values),
@@ -309,6 +352,32 @@ def _finish(
         scrape_error=measurement.error,
         window_seconds=measurement.window_seconds,
     )
+
+
+def _journal(context: _Context, result: CheckResult) -> CheckResult:
     if context.run is not None:
         journal_result(context.run, result)
     return result
+
+
+def check_option(name: str, value: float) -> None:
+    """Raise UsageError unless ``value`` is within the range that the alert-check
+    notebook declares for its parameter ``name``, so both accept the same values."""
+    import json
+
+    from veerunbook.params import read_parameters
+    from veerunbook.procedures import find_procedure
+
+    path = find_procedure("alert-check").path
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    spec = next(spec for spec in read_parameters(notebook) if spec.name == name)
+    low, high = spec.bounds
+    inside = (low is None or value >= low) and (high is None or value <= high)
+    if inside and math.isfinite(value):
+        return
+    lower = "" if low is None else f"{low:g}"
+    upper = "" if high is None else f"{high:g}"
+    flag = "--" + name.replace("_", "-")
+    raise UsageError(
+        f"invalid {flag} {value!r}: give seconds within [{lower}..{upper}]"
+    )

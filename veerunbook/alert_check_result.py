@@ -108,8 +108,30 @@ def journal_source_error(run: RunContext, reason: str) -> None:
     )
 
 
+def journal_clock_behind(run: RunContext, reason: str, newest: float) -> None:
+    """Record a check whose clock is not after the newest stored sample."""
+    run.check(
+        "alert clock",
+        "error",
+        observed=newest,
+        unit="Unix s",
+        expected="a check time after the newest stored sample",
+        summary=f"nothing evaluated, no state changed: {reason}",
+    )
+
+
 def journal_result(run: RunContext, result: CheckResult) -> None:
-    """Record one check per rule and one note per transition."""
+    """Record a failed scrape, one check per rule and one note per transition.
+
+    A failed scrape is an ``error`` check, so a target that cannot be read never
+    leaves the run's status ``ok``.
+    """
+    if result.scrape_error:
+        run.check(
+            "alert metrics scrape",
+            "error",
+            summary=f"every signal but up has no value: {result.scrape_error}",
+        )
     for status in result.rules:
         rule = status.rule
         shown, unit = rule_value_text(rule, status.value)

@@ -4,6 +4,10 @@ The window signals (error rate, availability, p95) need two scrapes. A check use
 the scrape stored by the check before it when that one is recent enough, so each
 check scrapes once. The first check, or one after a gap, scrapes twice
 ``sample_seconds`` apart instead.
+
+A scrape counts as failed unless it contains at least one metric family that the
+rules read, so a target that responds with some other text (an HTML page, a stub
+``up 1``) is treated as down rather than as healthy with no data.
 """
 
 from __future__ import annotations
@@ -13,6 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from veerunbook.alert_promql import (
+    BLOCKED_IPS_COUNTER,
+    DURATION_BUCKETS,
+    HEAP_LIMIT,
+    HEAP_USED,
+    REQUESTS,
+)
 from veerunbook.alert_rules import Signal
 from veerunbook.alert_signals import signal_values
 from veerunbook.alert_store import StoredScrape
@@ -24,6 +35,13 @@ if TYPE_CHECKING:
     from veerunbook.config import Target
     from veerunbook.record import RunContext
     from veerunbook.redact import Redactor
+
+
+# Sample names of the metric families the alert signals are computed from. The pool
+# gauges are database_connections{state=...}, database_connections_max and
+# database_connections_<state> (``veerunbook.metrics_gauges.database_pool``).
+RULE_METRICS = (REQUESTS, DURATION_BUCKETS, BLOCKED_IPS_COUNTER, HEAP_USED, HEAP_LIMIT)
+POOL_METRIC_PREFIX = "database_connections"
 
 
 class CheckContext(Protocol):
@@ -103,13 +121,25 @@ def _scrape(
     if context.run is not None:
         context.run.record_probe(result)
     if result.status != "pass" or result.http_status != 200:
-        return None, "", f"{name}: {result.summary()}"
+        # The probe's summary starts with its name.
+        return None, "", result.summary()
     if result.truncated:
         return None, "", f"{name}: body cut at {limits.max_body_bytes} bytes"
     scrape = parse_exposition(result.text, scraped_at=at)
     if not scrape.samples:
         return None, "", f"{name}: the body contains no metric samples"
+    if not has_rule_metrics(scrape):
+        missing = ", ".join([*RULE_METRICS, POOL_METRIC_PREFIX + "*"])
+        return None, "", f"{name}: none of the rules' metric families found ({missing})"
     return scrape, result.text, None
+
+
+def has_rule_metrics(scrape: Scrape) -> bool:
+    """Return whether ``scrape`` has a sample of a family the alert rules read."""
+    for sample in scrape.samples:
+        if sample.name in RULE_METRICS or sample.name.startswith(POOL_METRIC_PREFIX):
+            return True
+    return False
 
 
 def _nothing() -> dict[Signal, float | None]:

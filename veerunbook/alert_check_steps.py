@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from veerunbook.alert_check import CheckResult, check_alerts
+from veerunbook.alert_check_lock import check_lock
 from veerunbook.alert_check_result import (
     AlertTransition,
     RuleStatus,
@@ -28,8 +29,16 @@ from veerunbook.alert_units import (
     rule_value_text,
     signal_value_text,
 )
+from veerunbook.errors import StoreError
 from veerunbook.journal import utc_timestamp
-from veerunbook.notify import Delivery, build_message, deliver
+from veerunbook.notify import (
+    Delivery,
+    OutboxDelivery,
+    build_message,
+    deliver,
+    send_outbox,
+    webhook_url,
+)
 from veerunbook.session import Session
 from veerunbook.triage_tables import Nothing, frame
 
@@ -57,20 +66,36 @@ class AlertCheck:
 
     # Step 1: lock, scrape, store and evaluate.
     def evaluate(
-        self, interval_seconds: float, sample_seconds: float, replay_time: float = 0.0
+        self,
+        interval_seconds: float,
+        sample_seconds: float,
+        replay_time: float = 0.0,
+        send: bool = False,
     ) -> pd.DataFrame | Nothing:
-        """Run one check at ``replay_time`` (0: now) and show how it went."""
+        """Run one check at ``replay_time`` (0: now) and show how it went.
+
+        With ``send`` and a webhook URL configured, each transition's line is
+        queued in the store's outbox, which ``notify`` sends.
+        """
         self.interval_seconds = interval_seconds
-        self.result = check_alerts(
-            self.session.target,
-            self.archive,
-            now=replay_time or None,
-            interval_seconds=interval_seconds,
-            sample_seconds=sample_seconds,
-            run=self.session.run,
-            redactor=self.session.redactor,
-            progress=print,
-        )
+        config = self.session.config
+        queue = send and webhook_url(config.notify_webhook_env) is not None
+        try:
+            self.result = check_alerts(
+                self.session.target,
+                self.archive,
+                now=replay_time or None,
+                interval_seconds=interval_seconds,
+                sample_seconds=sample_seconds,
+                run=self.session.run,
+                redactor=self.session.redactor,
+                progress=print,
+                queue_notifications=queue,
+            )
+        except StoreError as error:
+            # Recorded, then raised, so the run ends as failed with this reason.
+            self.session.run.check("alert sample store", "error", summary=str(error))
+            raise
         result = self.result
         if result.skipped:
             return Nothing(f"CHECK SKIPPED, nothing evaluated: {result.skipped}")
@@ -171,30 +196,59 @@ class AlertCheck:
 
     # Step 5: transitions and notification.
     def notify(self, send: bool) -> pd.DataFrame | Nothing:
-        """Tabulate this check's transitions, send one message for all of them, and
-        record the ``alert notification`` check.
+        """Tabulate this check's transitions, send the queued lines in one message,
+        and record the ``alert notification`` check.
 
-        The check passes when the message was sent, warns when it was not sent
-        (``send`` false or no webhook URL), is an error when sending failed, and
-        is skipped when there was nothing to send.
+        The check passes when the message was sent, and warns when it was not sent
+        (``send`` false or no webhook URL). It is an error when sending failed, and
+        then the lines stay queued for the next check. It is skipped when there was
+        nothing to send.
         """
         result = self.result
         run = self.session.run
-        if result is None or not result.transitions:
-            why = "the check was skipped" if result and result.skipped else None
-            why = why or "no alert started firing or resolved at this check"
-            run.check("alert notification", "skip", summary=f"nothing to send: {why}")
-            return Nothing(why)
         config = self.session.config
-        text = "\n".join(transition_text(c, result) for c in result.transitions)
-        message = build_message(config.notify_channel, text)
-        delivery = deliver(
-            message, variable=config.notify_webhook_env, send=send, run=run
-        )
-        _record_delivery(self.session, delivery, len(result.transitions))
-        print(f"notification: {delivery.outcome}")
-        print(text)
-        return frame([_transition_row(change) for change in result.transitions])
+        url = webhook_url(config.notify_webhook_env)
+        if result is None or result.skipped:
+            run.check("alert notification", "skip", summary=_NOT_EVALUATED)
+            return Nothing(_NOT_EVALUATED)
+        table: pd.DataFrame | Nothing = Nothing(_NO_TRANSITION)
+        if result.transitions:
+            table = frame([_transition_row(change) for change in result.transitions])
+        if send and url:
+            sent = self._send_queued(result.time, url)
+            if sent is None:
+                run.check("alert notification", "skip", summary=_NOTHING_TO_SEND)
+                return Nothing(_NOTHING_TO_SEND)
+            _record_outbox(self.session, sent)
+        elif result.transitions:
+            text = "\n".join(transition_text(c, result) for c in result.transitions)
+            message = build_message(config.notify_channel, text)
+            delivery = deliver(
+                message, variable=config.notify_webhook_env, send=send, run=run
+            )
+            _record_delivery(self.session, delivery, len(result.transitions))
+            print(f"notification: {delivery.outcome}")
+            print(text)
+        else:
+            run.check("alert notification", "skip", summary=_NOTHING_TO_SEND)
+            return Nothing(_NOTHING_TO_SEND)
+        return table
+
+    def _send_queued(self, now: float, url: str) -> OutboxDelivery | str | None:
+        """Send the store's outbox under the check lock; None when it is empty."""
+        name = self.session.target.name
+        folder = store_path(self.archive, name).parent
+        with check_lock(folder) as held:
+            if held is not None:
+                return f"lines left queued: {held.reason()}"
+            with SampleStore(self.archive, name) as store:
+                return send_outbox(
+                    store,
+                    now=now,
+                    channel=self.session.config.notify_channel,
+                    url=url,
+                    run=self.session.run,
+                )
 
     # Step 6: summary.
     def summary(self) -> pd.DataFrame:
@@ -209,6 +263,12 @@ class AlertCheck:
         # Blank, not NaN, where a check has no observed or expected value.
         return ranked.astype(object).where(ranked.notna(), "")
 
+
+_NOT_EVALUATED = "nothing to send: the check was skipped"
+_NO_TRANSITION = "no alert started firing or resolved at this check"
+_NOTHING_TO_SEND = (
+    "nothing to send: no alert started firing or resolved, and no line is queued"
+)
 
 # Signals that the history plot draws.
 _PLOTTED = frozenset({Signal.ERROR_RATE, Signal.P95_MS})
@@ -244,6 +304,28 @@ def _transition_row(change: AlertTransition) -> dict[str, Any]:
         "active for": "" if duration is None else duration_text(duration),
         "procedure": rule.procedure,
     }
+
+
+def _record_outbox(session: Session, sent: OutboxDelivery | str) -> None:
+    """Record the ``alert notification`` check of sending the outbox."""
+    if isinstance(sent, str):
+        # Another check holds the lock and sends the queued lines itself.
+        session.run.check("alert notification", "warn", summary=sent)
+        print(f"notification: {sent}")
+        return
+    delivery = sent.delivery
+    summary = f"{delivery.outcome}; lines sent: {sent.lines}, delayed: {sent.delayed}"
+    if not delivery.sent:
+        summary = f"{delivery.outcome}; lines left for the next check: {sent.pending}"
+    session.run.check(
+        "alert notification",
+        "pass" if delivery.sent else "error",
+        observed=sent.lines,
+        unit="lines",
+        expected="sent through the configured webhook",
+        summary=summary,
+    )
+    print(f"notification: {summary}")
 
 
 def _record_delivery(session: Session, delivery: Delivery, count: int) -> None:

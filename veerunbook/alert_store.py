@@ -3,23 +3,30 @@
 Each target has its own database, ``<archive>/alerts/<slug>/samples.sqlite3`` in WAL
 mode, so readers do not block the single writer that appends one scrape at a time.
 Besides the samples it keeps the latest scrapes' exposition bodies, from which the next
-check computes its window signals, and each rule's last journaled alert state.
+check computes its window signals, each rule's last journaled alert state, and an
+outbox of notification lines not yet accepted by the webhook. A rule's new state and
+its transition's line are committed in one transaction, so a notification lost on the
+way (a hanging or failing webhook, a killed process) is sent by a later check.
+
+Every SQLite or file system failure is raised as ``StoreError`` with the path.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Concatenate, ParamSpec, TypeVar
 
 from veerunbook.alert_eval import SignalSample
 from veerunbook.alert_rules import Signal
-from veerunbook.errors import UsageError
+from veerunbook.errors import StoreError, UsageError
 
 logger = logging.getLogger("veerunbook.alert_store")
 
@@ -55,6 +62,13 @@ CREATE TABLE IF NOT EXISTS rule_states (
     changed REAL NOT NULL
 )
 """,
+    """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    text TEXT NOT NULL
+)
+""",
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -79,6 +93,54 @@ class RuleState:
     state: str
     since: float | None
     changed: float
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A notification line not yet accepted by the webhook, with its transition's
+    time (Unix seconds)."""
+
+    id: int
+    time: float
+    text: str
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# Fixes named in a StoreError. After a damaged file is moved aside, the next check
+# creates a new, empty store.
+_FIX_DAMAGED = "Move the file aside; the next check starts a new store"
+_FIX_ACCESS = (
+    "Make its folder writable with free space, or move the file aside;"
+    " the next check starts a new store"
+)
+
+
+def _store_error(path: Path, error: sqlite3.Error | OSError) -> StoreError:
+    damaged = isinstance(error, sqlite3.DatabaseError) and not isinstance(
+        error, sqlite3.OperationalError
+    )
+    reason = str(error) or error.__class__.__name__
+    if isinstance(error, OSError):
+        reason = f"{error.strerror or error.__class__.__name__}: {error.filename}"
+    return StoreError(str(path), reason, _FIX_DAMAGED if damaged else _FIX_ACCESS)
+
+
+def _guarded(
+    method: Callable[Concatenate[SampleStore, _P], _R],
+) -> Callable[Concatenate[SampleStore, _P], _R]:
+    """Raise a store method's SQLite or OSError failure as ``StoreError``."""
+
+    @functools.wraps(method)
+    def wrapper(store: SampleStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(store, *args, **kwargs)
+        except (sqlite3.Error, OSError) as error:
+            logger.debug("sample store %s failed: %s", store.path, error)
+            raise _store_error(store.path, error) from error
+
+    return wrapper
 
 
 def target_slug(target_name: str) -> str:
@@ -106,15 +168,24 @@ class SampleStore:
 
     def __init__(self, archive: Path, target_name: str) -> None:
         self.path = store_path(archive, target_name)
+        self._open()
+
+    @_guarded
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(
             self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None
         )
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        for statement in _SCHEMA:
-            self._connection.execute(statement)
+        try:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            for statement in _SCHEMA:
+                self._connection.execute(statement)
+        except BaseException:
+            self._connection.close()
+            raise
         logger.debug("opened sample store %s", self.path)
 
+    @_guarded
     def append(self, time: float, values: Mapping[Signal, float | None]) -> None:
         """Insert one scrape's signal values at ``time`` (Unix seconds) atomically.
 
@@ -140,6 +211,7 @@ class SampleStore:
             raise
         self._connection.execute("COMMIT")
 
+    @_guarded
     def read(self, signal: Signal, start: float, end: float) -> list[SignalSample]:
         """Return the samples of ``signal`` with start <= time <= end, oldest first."""
         cursor = self._connection.execute(
@@ -149,6 +221,7 @@ class SampleStore:
         )
         return [SignalSample(time, value) for time, value in cursor.fetchall()]
 
+    @_guarded
     def has_samples_at(self, time: float) -> bool:
         """Return whether a scrape at ``time`` is already stored."""
         row = self._connection.execute(
@@ -156,6 +229,7 @@ class SampleStore:
         ).fetchone()
         return row is not None
 
+    @_guarded
     def prune(self, before: float) -> int:
         """Delete the samples older than ``before`` (Unix seconds); return how many."""
         cursor = self._connection.execute(
@@ -165,6 +239,7 @@ class SampleStore:
             logger.debug("pruned %d samples older than %s", cursor.rowcount, before)
         return cursor.rowcount
 
+    @_guarded
     def save_scrape(self, time: float, body: str) -> None:
         """Store an exposition body scraped at ``time``, keeping the newest few."""
         self._connection.execute("BEGIN IMMEDIATE")
@@ -183,6 +258,7 @@ class SampleStore:
             raise
         self._connection.execute("COMMIT")
 
+    @_guarded
     def last_scrape(self, before: float) -> StoredScrape | None:
         """Return the newest stored scrape taken before ``before``, if any."""
         row = self._connection.execute(
@@ -191,6 +267,7 @@ class SampleStore:
         ).fetchone()
         return None if row is None else StoredScrape(row[0], row[1])
 
+    @_guarded
     def rule_states(self) -> dict[str, RuleState]:
         """Return each rule's last stored alert state, by rule name."""
         cursor = self._connection.execute(
@@ -198,6 +275,7 @@ class SampleStore:
         )
         return {row[0]: RuleState(*row) for row in cursor.fetchall()}
 
+    @_guarded
     def set_rule_state(self, state: RuleState) -> None:
         """Store ``state`` as its rule's last journaled state."""
         self._connection.execute(
@@ -206,6 +284,51 @@ class SampleStore:
             (state.rule, state.state, state.since, state.changed),
         )
 
+    @_guarded
+    def newest_time(self) -> float | None:
+        """Return the time of the newest stored sample, None when there is none."""
+        row = self._connection.execute("SELECT max(time) FROM samples").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    @_guarded
+    def commit_states(
+        self, states: Sequence[RuleState], lines: Sequence[tuple[float, str]]
+    ) -> None:
+        """Store rule states and queue notification lines in one transaction.
+
+        ``lines`` are (transition time, text) pairs for the outbox.
+        """
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO rule_states (rule, state, since, changed)"
+                " VALUES (?, ?, ?, ?)",
+                [(s.rule, s.state, s.since, s.changed) for s in states],
+            )
+            self._connection.executemany(
+                "INSERT INTO outbox (time, text) VALUES (?, ?)", lines
+            )
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    @_guarded
+    def outbox(self) -> list[OutboxEntry]:
+        """Return the queued notification lines, oldest first."""
+        cursor = self._connection.execute(
+            "SELECT id, time, text FROM outbox ORDER BY time, id"
+        )
+        return [OutboxEntry(*row) for row in cursor.fetchall()]
+
+    @_guarded
+    def delete_outbox(self, ids: Iterable[int]) -> None:
+        """Delete the outbox entries ``ids``, once sent or dropped."""
+        self._connection.executemany(
+            "DELETE FROM outbox WHERE id = ?", [(entry,) for entry in ids]
+        )
+
+    @_guarded
     def journal_mode(self) -> str:
         """Return SQLite's journal mode of the open database, ``wal`` once opened."""
         row = self._connection.execute("PRAGMA journal_mode").fetchone()

@@ -352,27 +352,29 @@ def _alerts_check(args: argparse.Namespace, config: Config, redactor: Redactor) 
     """Evaluate the alert rules once; print one line per rule; 1 while any fires.
 
     This quick look never stores rule states, so the scheduled check that follows
-    still journals and sends every transition.
+    still journals and sends every transition. A failing sample store exits 3.
     """
-    from veerunbook.alert_check import check_alerts
+    from veerunbook.alert_check import check_alerts, check_option
+    from veerunbook.errors import StoreError
     from veerunbook.target import connect
 
     for option in ("sample_seconds", "interval_seconds"):
-        value = getattr(args, option)
-        if not 0 < value <= 3600:
-            flag = "--" + option.replace("_", "-")
-            raise UsageError(f"{flag} must be above 0 and at most 3600, not {value!r}")
+        check_option(option, getattr(args, option))
     archive = _checked_archive(args.archive)
-    with connect(args.target or None, config) as target:
-        result = check_alerts(
-            target,
-            archive,
-            interval_seconds=args.interval_seconds,
-            sample_seconds=args.sample_seconds,
-            redactor=redactor,
-            store=not args.no_store,
-            record_states=False,
-        )
+    try:
+        with connect(args.target or None, config) as target:
+            result = check_alerts(
+                target,
+                archive,
+                interval_seconds=args.interval_seconds,
+                sample_seconds=args.sample_seconds,
+                redactor=redactor,
+                store=not args.no_store,
+                record_states=False,
+            )
+    except StoreError as error:
+        print(f"veerunbook: error: {redactor.mask(str(error))}", file=sys.stderr)
+        return 3
     if result.skipped:
         lines, code = [f"skipped: {result.skipped}"], 1
     else:

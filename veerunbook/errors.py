@@ -18,6 +18,8 @@ Every error that the command line turns into a one-line message derives from
 - ``BackupError``: a database backup or restore failed, or a backup does not match
   its manifest.
 - ``PrometheusQueryError``: a Prometheus server's query API gave no usable result.
+- ``StoreError``: the alert sample store or its folder cannot be opened, read or
+  written (a corrupt database, an unwritable folder).
 
 Network and protocol trouble with an HTTP target is never raised: probes return it as a
 recorded result.
@@ -84,3 +86,17 @@ class PrometheusQueryError(VeerunbookError):
     The cause is a failed connection, a timeout, an HTTP error, an error response
     from Prometheus, or a body that is not a query result.
     """
+
+
+class StoreError(VeerunbookError):
+    """Raised when the alert sample store cannot be opened, read or written.
+
+    ``path`` is the database or folder, ``reason`` what failed and ``fix`` what
+    to do next.
+    """
+
+    def __init__(self, path: str, reason: str, fix: str) -> None:
+        self.path = path
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"alert sample store {path} failed: {reason}. {fix}")

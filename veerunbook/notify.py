@@ -5,6 +5,9 @@ webhooks and compatible receivers (Mattermost, Rocket.Chat) accept. The webhook 
 carries its credential in the path, so it is a secret: it is read from the
 environment variable that the configuration's ``notify_webhook_env`` names and never
 appears in a message, log line or journal entry.
+
+``send_outbox`` sends the alert check's queued lines at least once: a line leaves the
+store's outbox only after the webhook accepted the message that carried it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
+if TYPE_CHECKING:
+    from veerunbook.alert_store import OutboxEntry, SampleStore
 
 _log = logging.getLogger("veerunbook.notify")
 
@@ -22,6 +29,11 @@ _log = logging.getLogger("veerunbook.notify")
 NOTIFY_TIMEOUT_SECONDS = 5.0
 # One retry after a network error or an HTTP 429 or 5xx response.
 NOTIFY_ATTEMPTS = 2
+# Limits of the alert outbox, our choice: a line unsent for a day no longer helps the
+# on-call engineer, and one message carries at most 50 lines. The oldest lines beyond
+# either limit are dropped with a journaled note.
+OUTBOX_MAX_AGE_SECONDS = 24 * 3600.0
+OUTBOX_MAX_LINES = 50
 
 
 class _NoteTaker(Protocol):
@@ -109,3 +121,68 @@ def deliver(
     )
     _log.info("notification to %s: %s", message.get("channel"), delivery.outcome)
     return delivery
+
+
+@dataclass(frozen=True)
+class OutboxDelivery:
+    """Result of sending the outbox: the delivery, lines sent, delayed and left."""
+
+    delivery: Delivery
+    lines: int
+    delayed: int
+    pending: int
+
+
+def send_outbox(
+    store: SampleStore, *, now: float, channel: str, url: str, run: _NoteTaker
+) -> OutboxDelivery | None:
+    """Send every queued line in one message; delete them once the webhook accepts.
+
+    Lines queued before ``now`` (Unix seconds) are marked as delayed with their
+    transition's time. Returns None when the outbox is empty.
+    """
+    entries = _drop_stale(store, store.outbox(), now, run)
+    if not entries:
+        return None
+    delayed = [entry for entry in entries if entry.time < now]
+    lines = [_delayed_line(entry) for entry in delayed]
+    lines += [entry.text for entry in entries if entry.time >= now]
+    message = build_message(channel, "\n".join(lines))
+    delivery = post_message(url, message)
+    pending = len(entries)
+    if delivery.sent:
+        store.delete_outbox(entry.id for entry in entries)
+        pending = 0
+    run.note(
+        f"notification {delivery.outcome}",
+        message=message,
+        attempts=delivery.attempts,
+        delayed=len(delayed),
+        pending=pending,
+    )
+    _log.info("notification to %s: %s", channel, delivery.outcome)
+    return OutboxDelivery(delivery, len(entries), len(delayed), pending)
+
+
+def _drop_stale(
+    store: SampleStore, entries: list[OutboxEntry], now: float, run: _NoteTaker
+) -> list[OutboxEntry]:
+    """Drop lines older than the maximum age, then the oldest beyond the count."""
+    fresh = [e for e in entries if now - e.time <= OUTBOX_MAX_AGE_SECONDS]
+    kept = fresh[-OUTBOX_MAX_LINES:]
+    dropped = [entry for entry in entries if entry not in kept]
+    if dropped:
+        store.delete_outbox(entry.id for entry in dropped)
+        run.note(
+            f"dropped {len(dropped)} unsent notification lines: older than"
+            f" {OUTBOX_MAX_AGE_SECONDS / 3600:g} h or beyond the newest"
+            f" {OUTBOX_MAX_LINES}",
+            dropped=[entry.text for entry in dropped],
+        )
+        _log.warning("dropped %d unsent notification lines", len(dropped))
+    return kept
+
+
+def _delayed_line(entry: OutboxEntry) -> str:
+    moment = datetime.fromtimestamp(entry.time, UTC)
+    return f"(delayed, from {moment:%Y-%m-%d %H:%M:%S} UTC) {entry.text}"
