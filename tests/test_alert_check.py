@@ -327,7 +327,7 @@ def _blocked_result() -> CheckResult:
         for s in statuses
     )
     values: dict[Signal, float | None] = dict.fromkeys(Signal)
-    values[Signal.BLOCKED_IPS_PER_MIN] = 1200.0
+    values[Signal.BLOCKED_IPS_PER_MIN] = 12.0
     values[Signal.ERROR_RATE] = 0.02
     return CheckResult(time=T0 + 1350, target="prod", values=values, rules=statuses)
 
@@ -339,8 +339,8 @@ def test_signals_table_counter_increase(tmp_path: Path) -> None:
     assert isinstance(table, pd.DataFrame)
     row = table.set_index("signal").loc["blocked_ips_per_min"]
     # BlockedIpsP0 and P1 share the 60 s window, so one increase is shown.
-    assert row["value"] == 1200.0
-    assert row["unit"] == "total"
+    assert row["value"] == 12.0
+    assert row["unit"] == "since previous check"
     assert row["increase"] == "63 per 60 s"
 
 

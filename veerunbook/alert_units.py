@@ -34,18 +34,18 @@ _MISSING_REASONS = {
         "the target exports no connection-failure counter"
     ),
 }
-_COUNTER_MISSING = "fewer than two counter readings in the window"
+_COUNTER_MISSING = "no counter increase in the window: a first check or a missed one"
 
 
 def signal_value_text(signal: Signal, value: float | None) -> tuple[float | None, str]:
     """Return a stored sample's value as shown and its unit.
 
-    A counter signal's sample is the cumulative counter, shown as a total.
+    A counter signal's sample is the counter's increase since the previous check.
     """
     if signal in _PERCENT:
         return _scaled(value, 100.0), "%"
     if signal in COUNTER_SIGNALS:
-        return _scaled(value, 1.0), "total"
+        return _scaled(value, 1.0), "since previous check"
     if signal in _MILLISECONDS:
         return _scaled(value, 1.0), "ms"
     return _scaled(value, 1.0), ""
