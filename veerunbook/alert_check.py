@@ -10,6 +10,8 @@ counts as a failed evaluation, so a firing alert resolves as in Prometheus. A cl
 that is not after the newest stored sample (stepped back, or a replay older than the
 store) evaluates nothing and changes no state. Each transition's notification line
 is queued in the store's outbox in the same transaction as the new rule states.
+
+The rule evaluation and the state comparison are in ``veerunbook.alert_check_eval``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from veerunbook.alert_check_eval import (
+    SampleSource,
+    WithCurrent,
+    compare_states,
+    evaluate_all,
+)
 from veerunbook.alert_check_lock import check_lock
 from veerunbook.alert_check_result import (
     AlertTransition,
@@ -33,11 +41,9 @@ from veerunbook.alert_check_result import (
     transition_text,
 )
 from veerunbook.alert_check_scrape import Measurement, measure_signals
-from veerunbook.alert_eval import AlertState, SignalSample, evaluate
-from veerunbook.alert_rules import ALERT_RULES, AlertRule, Signal
+from veerunbook.alert_rules import Signal
 from veerunbook.alert_store import (
     DEFAULT_RETENTION_SECONDS,
-    RuleState,
     SampleStore,
     StoredScrape,
     store_path,
@@ -57,12 +63,6 @@ if TYPE_CHECKING:
     from veerunbook.config import Target
     from veerunbook.record import RunContext
     from veerunbook.redact import Redactor
-
-
-class SampleSource(Protocol):
-    """Stored signal samples, such as ``SampleStore`` or a Prometheus server."""
-
-    def read(self, signal: Signal, start: float, end: float) -> list[SignalSample]: ...
 
 
 def check_alerts(
@@ -177,7 +177,7 @@ def _check_stored(
     if source is not None:
         try:
             measurement = _from_source(source, context)
-            statuses = _evaluate_all(source, now, context.interval)
+            statuses = evaluate_all(source, now, context.interval)
         except PrometheusQueryError as error:
             return _source_failed(context, error)
     else:
@@ -188,8 +188,8 @@ def _check_stored(
                 body = context.redactor.mask(body)
             samples.save_scrape(now, body)
         _append(context, samples, measurement.values)
-        statuses = _evaluate_all(samples, now, context.interval)
-    transitions, changed = _compare_states(samples, statuses, now)
+        statuses = evaluate_all(samples, now, context.interval)
+    transitions, changed = compare_states(samples, statuses, now)
     result = _result(context, statuses, transitions, measurement)
     if context.record_states:
         lines = [(c.time, transition_text(c, result)) for c in transitions]
@@ -211,17 +211,17 @@ def _check_read_only(
         if source is not None:
             try:
                 measurement = _from_source(source, context)
-                statuses = _evaluate_all(source, now, context.interval)
+                statuses = evaluate_all(source, now, context.interval)
             except PrometheusQueryError as error:
                 return _source_failed(context, error)
         else:
             previous = _recent_scrape(stored, context) if stored else None
             measurement = measure_signals(context, previous)
-            reader = _WithCurrent(stored, now, measurement.values)
-            statuses = _evaluate_all(reader, now, context.interval)
+            reader = WithCurrent(stored, now, measurement.values)
+            statuses = evaluate_all(reader, now, context.interval)
         transitions: tuple[AlertTransition, ...] = ()
         if stored is not None:
-            transitions, _ = _compare_states(stored, statuses, now)
+            transitions, _ = compare_states(stored, statuses, now)
         result = _result(context, statuses, transitions, measurement)
         return _journal(context, result)
     finally:
@@ -245,25 +245,6 @@ def _from_source(source: SampleSource, context: _Context) -> Measurement:
     return Measurement(values, None, None, None)
 
 
-class _WithCurrent:
-    """Stored samples before ``now`` plus this check's values, held in memory."""
-
-    def __init__(
-        self,
-        stored: SampleStore | None,
-        now: float,
-        values: Mapping[Signal, float | None],
-    ) -> None:
-        self._stored, self._now, self._values = stored, now, values
-
-    def read(self, signal: Signal, start: float, end: float) -> list[SignalSample]:
-        found = [] if self._stored is None else self._stored.read(signal, start, end)
-        older = [sample for sample in found if sample.time < self._now]
-        if start <= self._now <= end:
-            older.append(SignalSample(self._now, self._values.get(signal)))
-        return older
-
-
 def _append(
     context: _Context, samples: SampleStore, values: Mapping[Signal, float | None]
 ) -> None:
@@ -275,66 +256,6 @@ def _append(
             )
         return
     samples.append(context.now, values)
-
-
-def _evaluate_all(
-    reader: SampleSource, now: float, interval: float
-) -> tuple[RuleStatus, ...]:
-    return tuple(_evaluate_rule(rule, reader, now, interval) for rule in ALERT_RULES)
-
-
-def _evaluate_rule(
-    rule: AlertRule, reader: SampleSource, now: float, interval: float
-) -> RuleStatus:
-    """Evaluate ``rule`` over enough history to decide its state at ``now``.
-
-    The span is the hold time, the counter window and two intervals, so an alert
-    active for its whole hold time is seen to fire.
-    """
-    span = rule.for_seconds + rule.window_seconds + 2 * interval
-    samples = reader.read(rule.signal, now - span, now)
-    if not samples or now - samples[-1].time > 2 * interval:
-        return RuleStatus(rule, AlertState.INACTIVE, None, None)
-    result = evaluate(rule, samples, interval_seconds=interval)
-    state = result.states[-1]
-    since = None
-    for moment, earlier in zip(
-        reversed(result.times), reversed(result.states), strict=True
-    ):
-        if earlier is AlertState.INACTIVE:
-            break
-        since = moment
-    return RuleStatus(rule, state, result.values[-1], since)
-
-
-def _compare_states(
-    samples: SampleStore, statuses: tuple[RuleStatus, ...], now: float
-) -> tuple[tuple[AlertTransition, ...], list[RuleState]]:
-    """Return the transitions since the stored states and the states that changed."""
-    stored = samples.rule_states()
-    transitions: list[AlertTransition] = []
-    changed_states: list[RuleState] = []
-    for status in statuses:
-        name = status.rule.name
-        before = stored.get(name)
-        old = before.state if before is not None else AlertState.INACTIVE.value
-        firing = status.state is AlertState.FIRING
-        if firing and old != AlertState.FIRING.value:
-            transitions.append(
-                AlertTransition(status.rule, "firing", now, status.value, status.since)
-            )
-        elif not firing and old == AlertState.FIRING.value:
-            since = before.since if before is not None else None
-            transitions.append(
-                AlertTransition(status.rule, "resolved", now, status.value, since)
-            )
-        changed = before is None or (old, before.since) != (
-            status.state.value,
-            status.since,
-        )
-        if changed:
-            changed_states.append(RuleState(name, status.state, status.since, now))
-    return tuple(transitions), changed_states
 
 
 def _result(

@@ -3,6 +3,7 @@
 Each method of ``AlertCheck`` is one step of the ``alert-check`` notebook, which a
 scheduler runs once per interval. The evaluation itself is
 ``veerunbook.alert_check.check_alerts``, and these steps show and send its result.
+Its signals, rules and transitions tables are in ``veerunbook.alert_check_tables``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from veerunbook.alert_check import CheckResult, check_alerts
 from veerunbook.alert_check_lock import check_lock
-from veerunbook.alert_check_result import (
-    AlertTransition,
-    RuleStatus,
-    transition_text,
+from veerunbook.alert_check_result import transition_text
+from veerunbook.alert_check_tables import (
+    NO_VALUE,
+    rules_table,
+    signals_table,
+    transition_row,
 )
-from veerunbook.alert_rules import ALERT_RULES, COUNTER_SIGNALS, Signal
+from veerunbook.alert_rules import ALERT_RULES, Signal
 from veerunbook.alert_store import SampleStore, store_path
-from veerunbook.alert_units import (
-    clock_text,
-    duration_text,
-    missing_reason,
-    rule_quantity,
-    rule_value_text,
-    signal_value_text,
-)
 from veerunbook.errors import StoreError
 from veerunbook.journal import utc_timestamp
 from veerunbook.notify import (
@@ -45,10 +40,10 @@ from veerunbook.triage_tables import Nothing, frame
 if TYPE_CHECKING:
     import pandas as pd
 
+__all__ = ["HISTORY_MINUTES", "NO_VALUE", "AlertCheck"]
+
 # Minutes of stored samples that the history plot shows.
 HISTORY_MINUTES = 30.0
-# Table text in place of a missing number, so no cell reads NaN.
-NO_VALUE = "no value"
 
 
 @dataclass
@@ -117,56 +112,13 @@ class AlertCheck:
     def signals_table(self) -> pd.DataFrame | Nothing:
         """Tabulate each signal's value at this check, and a counter's increase over
         each rule window, with the reason where a value is missing."""
-        result = self.result
-        if result is None or result.skipped:
-            return Nothing("no signals: the check was skipped")
-        rows = []
-        for signal in Signal:
-            value = result.values.get(signal)
-            shown, unit = signal_value_text(signal, value)
-            rows.append(
-                {
-                    "signal": signal.value,
-                    "value": NO_VALUE if shown is None else shown,
-                    "unit": unit,
-                    "increase": _increase_text(signal, result.rules),
-                    "reason": ""
-                    if value is not None
-                    else missing_reason(signal, result.scrape_error),
-                }
-            )
-        return frame(rows)
+        return signals_table(self.result)
 
     # Step 3: rule states.
     def rules_table(self) -> pd.DataFrame | Nothing:
         """Tabulate every rule with its value, threshold, hold time, state and since
         when it is active."""
-        result = self.result
-        if result is None or result.skipped:
-            return Nothing("no rules evaluated: the check was skipped")
-        rows = []
-        for status in result.rules:
-            rule = status.rule
-            value, unit = rule_value_text(rule, status.value)
-            since = status.since
-            rows.append(
-                {
-                    "rule": rule.name,
-                    "tier": rule.tier.value,
-                    "signal": rule.signal.value,
-                    "value": NO_VALUE if value is None else value,
-                    "unit": unit,
-                    "threshold": f"{rule.comparison.value}"
-                    f" {rule_quantity(rule, rule.threshold)}",
-                    "for s": rule.for_seconds,
-                    "state": status.state.value,
-                    "since": "" if since is None else clock_text(since),
-                    "reason": ""
-                    if value is not None
-                    else missing_reason(rule.signal, result.scrape_error),
-                }
-            )
-        return frame(rows)
+        return rules_table(self.result)
 
     # Step 4: history plot.
     def plot_history(self) -> Any:
@@ -213,7 +165,7 @@ class AlertCheck:
             return Nothing(_NOT_EVALUATED)
         table: pd.DataFrame | Nothing = Nothing(_NO_TRANSITION)
         if result.transitions:
-            table = frame([_transition_row(change) for change in result.transitions])
+            table = frame([transition_row(change) for change in result.transitions])
         if send and url:
             sent = self._send_queued(result.time, url)
             if sent is None:
@@ -272,38 +224,6 @@ _NOTHING_TO_SEND = (
 
 # Signals that the history plot draws.
 _PLOTTED = frozenset({Signal.ERROR_RATE, Signal.P95_MS})
-
-
-def _increase_text(signal: Signal, statuses: tuple[RuleStatus, ...]) -> str:
-    """Return a counter's increase over each distinct rule window, as the rules
-    table shows it, such as ``63 per 60 s``; empty for other signals."""
-    if signal not in COUNTER_SIGNALS:
-        return ""
-    by_window: dict[float, RuleStatus] = {}
-    for status in statuses:
-        if status.rule.signal is not signal:
-            continue
-        window = status.rule.window_seconds
-        if window not in by_window or by_window[window].value is None:
-            by_window[window] = status
-    shown = []
-    for _, status in sorted(by_window.items()):
-        shown.append(rule_quantity(status.rule, status.value))
-    return "; ".join(shown) or NO_VALUE
-
-
-def _transition_row(change: AlertTransition) -> dict[str, Any]:
-    rule = change.rule
-    duration = change.duration_seconds
-    return {
-        "rule": rule.name,
-        "tier": rule.tier.value,
-        "transition": change.transition,
-        "value": rule_quantity(rule, change.value),
-        "since": "" if change.since is None else clock_text(change.since),
-        "active for": "" if duration is None else duration_text(duration),
-        "procedure": rule.procedure,
-    }
 
 
 def _record_outbox(session: Session, sent: OutboxDelivery | str) -> None:

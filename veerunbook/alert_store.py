@@ -6,7 +6,8 @@ Besides the samples it keeps the latest scrapes' exposition bodies, from which t
 check computes its window signals, each rule's last journaled alert state, and an
 outbox of notification lines not yet accepted by the webhook. A rule's new state and
 its transition's line are committed in one transaction, so a notification lost on the
-way (a hanging or failing webhook, a killed process) is sent by a later check.
+way (a hanging or failing webhook, a killed process) is sent by a later check. The
+rule-state and outbox tables and their SQL are in ``veerunbook.alert_outbox``.
 
 Every SQLite or file system failure is raised as ``StoreError`` with the path.
 """
@@ -24,9 +25,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Concatenate, ParamSpec, TypeVar
 
+from veerunbook import alert_outbox
 from veerunbook.alert_eval import SignalSample
+from veerunbook.alert_outbox import OutboxEntry, RuleState
 from veerunbook.alert_rules import Signal
 from veerunbook.errors import StoreError, UsageError
+
+__all__ = [
+    "DEFAULT_RETENTION_SECONDS",
+    "KEPT_SCRAPES",
+    "OutboxEntry",
+    "RuleState",
+    "SampleStore",
+    "StoredScrape",
+    "store_path",
+    "target_slug",
+]
 
 logger = logging.getLogger("veerunbook.alert_store")
 
@@ -54,21 +68,7 @@ CREATE TABLE IF NOT EXISTS scrapes (
     body TEXT NOT NULL
 )
 """,
-    """
-CREATE TABLE IF NOT EXISTS rule_states (
-    rule TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    since REAL,
-    changed REAL NOT NULL
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    text TEXT NOT NULL
-)
-""",
+    *alert_outbox.STATE_SCHEMA,
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -79,30 +79,6 @@ class StoredScrape:
 
     time: float
     body: str
-
-
-@dataclass(frozen=True)
-class RuleState:
-    """A rule's last journaled alert state.
-
-    ``since`` is when the alert became active (None while inactive), and ``changed``
-    when the state was stored, both Unix seconds.
-    """
-
-    rule: str
-    state: str
-    since: float | None
-    changed: float
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """A notification line not yet accepted by the webhook, with its transition's
-    time (Unix seconds)."""
-
-    id: int
-    time: float
-    text: str
 
 
 _P = ParamSpec("_P")
@@ -270,19 +246,12 @@ class SampleStore:
     @_guarded
     def rule_states(self) -> dict[str, RuleState]:
         """Return each rule's last stored alert state, by rule name."""
-        cursor = self._connection.execute(
-            "SELECT rule, state, since, changed FROM rule_states"
-        )
-        return {row[0]: RuleState(*row) for row in cursor.fetchall()}
+        return alert_outbox.read_rule_states(self._connection)
 
     @_guarded
     def set_rule_state(self, state: RuleState) -> None:
         """Store ``state`` as its rule's last journaled state."""
-        self._connection.execute(
-            "INSERT OR REPLACE INTO rule_states (rule, state, since, changed)"
-            " VALUES (?, ?, ?, ?)",
-            (state.rule, state.state, state.since, state.changed),
-        )
+        alert_outbox.write_rule_state(self._connection, state)
 
     @_guarded
     def newest_time(self) -> float | None:
@@ -298,35 +267,17 @@ class SampleStore:
 
         ``lines`` are (transition time, text) pairs for the outbox.
         """
-        self._connection.execute("BEGIN IMMEDIATE")
-        try:
-            self._connection.executemany(
-                "INSERT OR REPLACE INTO rule_states (rule, state, since, changed)"
-                " VALUES (?, ?, ?, ?)",
-                [(s.rule, s.state, s.since, s.changed) for s in states],
-            )
-            self._connection.executemany(
-                "INSERT INTO outbox (time, text) VALUES (?, ?)", lines
-            )
-        except BaseException:
-            self._connection.execute("ROLLBACK")
-            raise
-        self._connection.execute("COMMIT")
+        alert_outbox.commit_states(self._connection, states, lines)
 
     @_guarded
     def outbox(self) -> list[OutboxEntry]:
         """Return the queued notification lines, oldest first."""
-        cursor = self._connection.execute(
-            "SELECT id, time, text FROM outbox ORDER BY time, id"
-        )
-        return [OutboxEntry(*row) for row in cursor.fetchall()]
+        return alert_outbox.read_outbox(self._connection)
 
     @_guarded
     def delete_outbox(self, ids: Iterable[int]) -> None:
         """Delete the outbox entries ``ids``, once sent or dropped."""
-        self._connection.executemany(
-            "DELETE FROM outbox WHERE id = ?", [(entry,) for entry in ids]
-        )
+        alert_outbox.delete_outbox(self._connection, ids)
 
     @_guarded
     def journal_mode(self) -> str:
