@@ -2,7 +2,8 @@
 
 ``verify`` re-reads the journal under a shared lock and checks every line's hash link,
 its sequence number, the head file, and the SHA-256 of each run notebook that a
-``run.finished`` line records.
+``run.finished`` line records and of each report file that a ``report.written`` line
+records.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def verify(incident_dir: Path) -> VerifyResult:
     Every line must be strict JSON whose ``seq`` is its line number and whose ``prev``
     is the hash of the line before it. Every ``run.finished`` line with a ``notebook``
     needs that file, inside the incident folder, with the recorded ``notebook_sha256``,
-    and likewise each file in its ``files`` mapping (path to SHA-256). The title,
+    and likewise each file in its ``files`` mapping (path to SHA-256). Each file of a
+    ``report.written`` line's ``files`` is checked against the last line that records
+    it, because writing a report again replaces the file. The title,
     class, acknowledgement and resolution in ``incident.json`` must be the ones the
     ``incident.*`` events record.
     """
@@ -70,9 +73,10 @@ def verify(incident_dir: Path) -> VerifyResult:
     complete, rest = lines[:-1], lines[-1]
     previous = GENESIS
     hashes = []
+    latest = _latest_reports(complete)
     for number, line in enumerate(complete, start=1):
         try:
-            _check_line(incident_dir, number, line, previous)
+            _check_line(incident_dir, number, line, previous, latest)
         except _Broken as broken:
             return VerifyResult(False, broken.problem, number, broken.path, number - 1)
         previous = sha256_line(line)
@@ -126,7 +130,32 @@ def _check_incident(incident_dir: Path, lines: list[bytes]) -> str | None:
     return None
 
 
-def _check_line(incident_dir: Path, number: int, line: bytes, previous: str) -> None:
+def _latest_reports(lines: list[bytes]) -> dict[str, int]:
+    """Map each report file to the last ``report.written`` line that records it.
+
+    Writing a report again replaces the file, so only its last record must match.
+    """
+    latest: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if b'"report.written"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        files = record.get("files") if isinstance(record, dict) else None
+        if record.get("event") == "report.written" and isinstance(files, dict):
+            latest.update(dict.fromkeys(files, number))
+    return latest
+
+
+def _check_line(
+    incident_dir: Path,
+    number: int,
+    line: bytes,
+    previous: str,
+    latest_reports: dict[str, int],
+) -> None:
     try:
         record = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
     except ValueError as exc:
@@ -149,40 +178,56 @@ def _check_line(incident_dir: Path, number: int, line: bytes, previous: str) -> 
         record.get("time"), str
     ):
         raise _Broken(f"line {number} has no event name or time")
-    if record["event"] != "run.finished":
+    label = _FILE_EVENTS.get(record["event"])
+    if label is None:
         return
     if record.get("notebook") is not None:
         _check_file(
-            incident_dir, number, record["notebook"], record.get("notebook_sha256")
+            incident_dir,
+            number,
+            record["notebook"],
+            record.get("notebook_sha256"),
+            label,
         )
     files = record.get("files")
+    report = record["event"] == "report.written"
+    if report and not isinstance(files, dict):
+        raise _Broken(f"line {number} records a report without its files")
     if isinstance(files, dict):
         for name, expected in files.items():
-            _check_file(incident_dir, number, name, expected)
+            if report and latest_reports.get(name, number) != number:
+                continue  # a later report.written records this file again
+            _check_file(incident_dir, number, name, expected, label)
 
 
-def _check_file(incident_dir: Path, number: int, name: Any, expected: Any) -> None:
+# Journal events that record files with their SHA-256, and what the files are.
+_FILE_EVENTS = {"run.finished": "run file", "report.written": "report file"}
+
+
+def _check_file(
+    incident_dir: Path, number: int, name: Any, expected: Any, label: str
+) -> None:
     if not isinstance(name, str) or not isinstance(expected, str):
-        raise _Broken(f"line {number} records a run file without a path and SHA-256")
+        raise _Broken(f"line {number} records a {label} without a path and SHA-256")
     relative = PurePath(name)
     inside = (incident_dir / relative).resolve().is_relative_to(incident_dir.resolve())
     if relative.is_absolute() or ".." in relative.parts or not inside:
-        raise _Broken(f"line {number} records run file {name!r} outside the incident")
+        raise _Broken(f"line {number} records {label} {name!r} outside the incident")
     try:
         actual = sha256_file(incident_dir / relative)
     except FileNotFoundError:
         raise _Broken(
-            f"run file {name} recorded on line {number} is missing", name
+            f"{label} {name} recorded on line {number} is missing", name
         ) from None
     except OSError as exc:
         raise _Broken(
-            f"run file {name} recorded on line {number} cannot be read "
+            f"{label} {name} recorded on line {number} cannot be read "
             f"({exc.strerror or exc.__class__.__name__})",
             name,
         ) from None
     if actual != expected:
         raise _Broken(
-            f"run file {name} recorded on line {number} was changed: its SHA-256 "
+            f"{label} {name} recorded on line {number} was changed: its SHA-256 "
             f"is {actual[:12]}..., the journal records {expected[:12]}...",
             name,
         )
