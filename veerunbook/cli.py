@@ -95,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("incident", help="incident id")
     verify.add_argument("--archive", help="archive root (default: ./outputs)")
 
+    timeline = commands.add_parser(
+        "timeline", help="print or write an incident's timeline"
+    )
+    timeline.add_argument("incident", help="incident id")
+    timeline.add_argument(
+        "--format",
+        choices=("md", "html", "csv"),
+        default="md",
+        help="Markdown, HTML page with plots, or CSV (default md)",
+    )
+    timeline.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="file to write, replaced atomically (default: standard output for md "
+        "and csv, <incident>/reports/timeline.html for html)",
+    )
+    timeline.add_argument(
+        "--archive", help="archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)"
+    )
+
+    _add_response(commands)
+
     drill = commands.add_parser(
         "drill", help="rehearse an incident against the embedded target"
     )
@@ -192,6 +216,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_receive(commands)
     return parser
+
+
+def _add_response(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """Add ``ack``, ``escalate`` and ``postmortem``: the responders' records."""
+    archive_help = "archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)"
+    ack = commands.add_parser("ack", help="acknowledge an incident")
+    ack.add_argument("incident", help="incident id")
+    ack.add_argument("--by", metavar="NAME", help="responder (default: the OS user)")
+    ack.add_argument("--archive", help=archive_help)
+
+    escalate = commands.add_parser(
+        "escalate", help="record an escalation to a contact role"
+    )
+    escalate.add_argument("incident", help="incident id")
+    escalate.add_argument(
+        "--to",
+        required=True,
+        metavar="ROLE",
+        help="contact role: primary_oncall, security, infrastructure or "
+        "engineering_manager",
+    )
+    escalate.add_argument(
+        "--by", metavar="NAME", help="responder (default: the OS user)"
+    )
+    escalate.add_argument("--archive", help=archive_help)
+
+    postmortem = commands.add_parser(
+        "postmortem", help="write a blameless post-mortem draft from the journal"
+    )
+    postmortem.add_argument("incident", help="incident id")
+    postmortem.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="file to write, replaced atomically (default: "
+        "<incident>/reports/postmortem.md)",
+    )
+    postmortem.add_argument("--archive", help=archive_help)
 
 
 def _add_receive(commands: argparse._SubParsersAction[_Parser]) -> None:

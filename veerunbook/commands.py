@@ -30,6 +30,7 @@ from veerunbook.run_summary import (
 
 if TYPE_CHECKING:
     from veerunbook.alert_check import CheckResult
+    from veerunbook.incident import Incident
     from veerunbook.runner import RunOutcome
 
 _log = logging.getLogger("veerunbook")
@@ -48,6 +49,10 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": _show,
         "run": _run,
         "verify": _verify,
+        "timeline": _timeline,
+        "ack": _ack,
+        "escalate": _escalate,
+        "postmortem": _postmortem,
         "drill": _drill,
         "simulate": _simulate,
         "alerts": _alerts,
@@ -260,6 +265,116 @@ def _verify(args: argparse.Namespace, config: Config, redactor: Redactor) -> int
     where = f"line {result.line}" if result.line else result.path or "journal"
     print(f"{args.incident}: verification failed at {where}: {result.problem}")
     return 1
+
+
+def _timeline(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    """Print the timeline, or write it and journal the file when inside the
+    incident."""
+    from veerunbook.incident import archive_root, incident_dir
+    from veerunbook.reports import default_report_path, write_report
+    from veerunbook.timeline import build_timeline
+    from veerunbook.timeline_render import render_csv, render_html, render_markdown
+
+    folder = incident_dir(archive_root(args.archive), args.incident)
+    timeline = build_timeline(folder)
+    output = args.output
+    if output is None and args.format == "html":
+        output = default_report_path(folder, "timeline.html")
+    if args.format == "html":
+        text = render_html(timeline, folder, output=output)
+    else:
+        text = (
+            render_csv(timeline) if args.format == "csv" else render_markdown(timeline)
+        )
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    data = text.encode("utf-8")
+    path = write_report(
+        folder, output, data, report="timeline", fmt=args.format, redactor=redactor
+    )
+    print(path)
+    return 0
+
+
+def _ack(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    """Acknowledge an incident and print the delay against its response target."""
+    from veerunbook.incident import archive_root, incident_dir, open_or_update
+
+    archive = archive_root(args.archive)
+    before = _existing_incident(archive, args.incident).acknowledged_at
+    by = args.by if args.by is not None else _os_user()
+    open_or_update(
+        archive, args.incident, acknowledge=True, acknowledged_by=by, redactor=redactor
+    )
+    print(redactor.mask(_ack_line(incident_dir(archive, args.incident), before)))
+    return 0
+
+
+def _ack_line(folder: Path, before: str | None) -> str:
+    from veerunbook.compliance import assess, elapsed_text, time_text
+    from veerunbook.timeline import build_timeline
+
+    timeline = build_timeline(folder)
+    ack = assess(timeline).acknowledgement
+    incident = timeline.incident
+    head = "was already acknowledged" if before else "acknowledged"
+    who = f" by {ack.acknowledged_by}" if ack.acknowledged_by else ""
+    line = f"{incident.id} {head}{who} at {time_text(incident.acknowledged_at)}"
+    if ack.delay_s is not None:
+        line += f", {elapsed_text(ack.delay_s)} after it opened"
+    if ack.target_minutes is not None:
+        line += f"; {ack.target_minutes} min target: {ack.status}"
+    return line
+
+
+def _escalate(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    """Record an escalation and print the contact that the configuration names."""
+    from veerunbook.compliance import time_text
+    from veerunbook.incident import archive_root, escalate
+
+    archive = archive_root(args.archive)
+    _existing_incident(archive, args.incident)
+    by = args.by if args.by is not None else _os_user()
+    event = escalate(archive, args.incident, args.to, by=by, redactor=redactor)
+    contact = config.contacts.get(args.to) or f"[{args.to} not configured]"
+    print(
+        redactor.mask(
+            f"{args.incident} escalated to {args.to} ({contact}) by "
+            f"{event['escalated_by']} at {time_text(event['time'])}"
+        )
+    )
+    return 0
+
+
+def _postmortem(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    """Write the post-mortem draft and print its path."""
+    from veerunbook.incident import archive_root
+    from veerunbook.postmortem import write_postmortem
+
+    archive = archive_root(args.archive)
+    _existing_incident(archive, args.incident)
+    path = write_postmortem(
+        archive, args.incident, output=args.output, redactor=redactor
+    )
+    print(path)
+    return 0
+
+
+def _existing_incident(archive: Path, incident: str) -> Incident:
+    """Load the incident, or raise UsageError so that nothing is created."""
+    from veerunbook.incident import incident_dir, load_incident
+
+    return load_incident(incident_dir(archive, incident))
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER variable and no passwd entry (containers)
+        return "unknown"
 
 
 def _drill(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:

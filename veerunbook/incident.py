@@ -2,8 +2,9 @@
 
 ``<archive>/<incident-id>/`` contains ``incident.json`` (the current state below),
 ``journal.jsonl`` with its ``journal.head`` and ``journal.lock``, and ``runs/`` for the
-executed notebooks. ``open_or_update`` journals every change it makes itself
-(``incident.opened``, then ``incident.updated``), so callers never journal them.
+executed notebooks. ``open_or_update`` and ``escalate`` journal every change they
+make themselves (``incident.opened``, then ``incident.updated``), so callers never
+journal them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from veerunbook.journal import (
     write_atomic,
 )
 from veerunbook.redact import Redactor
+from veerunbook.severity import ESCALATION
 
 ARCHIVE_ENV = "VEERUNBOOK_ARCHIVE"
 DEFAULT_ARCHIVE = "outputs"
@@ -32,6 +34,11 @@ RUNS_DIR = "runs"
 LOCK_FILE = "incident.lock"
 SEVERITIES = ("P0", "P1", "P2", "P3")
 MAX_TITLE_LENGTH = 200
+MAX_PERSON_LENGTH = 100
+# The contact roles of the escalation matrix, in the order a P0 engages them.
+ESCALATION_ROLES = tuple(
+    dict.fromkeys(role for rows in ESCALATION.values() for *_, role in rows if role)
+)
 
 _log = logging.getLogger("veerunbook.incident")
 
@@ -130,16 +137,21 @@ def open_or_update(
     acknowledge: bool = False,
     resolve: bool = False,
     reopen: bool = False,
+    acknowledged_by: str | None = None,
     redactor: Redactor | None = None,
 ) -> Incident:
     """Create the incident or apply the given changes, journaling what changed.
 
     ``None`` and ``False`` leave a value as it is. A first acknowledgement or
-    resolution is kept when repeated. ``reopen`` clears the resolution of a resolved
-    incident and journals when that happened. Every change is journaled before
-    ``incident.json`` is rewritten, so the journal never misses a change.
+    resolution is kept when repeated. ``acknowledged_by`` names who acknowledged, and
+    it is journaled with the first acknowledgement only. ``reopen`` clears the
+    resolution of a resolved incident and journals when that happened. Every change
+    is journaled before ``incident.json`` is rewritten, so the journal never misses a
+    change.
     """
     _check_severity(severity)
+    if acknowledged_by is not None:
+        acknowledged_by = check_person(acknowledged_by)
     if redactor is None:
         redactor = Redactor()
     if title is not None:
@@ -156,6 +168,8 @@ def open_or_update(
             incident = Incident(incident_id, "", None, now, None, None, now)
             event = "incident.opened"
         changes = _apply(incident, now, title, severity, acknowledge, resolve)
+        if "acknowledged_at" in changes and acknowledged_by:
+            changes["acknowledged_by"] = acknowledged_by
         if reopen and incident.resolved_at is not None and not resolve:
             changes["reopened_at"] = now
             changes["previous_resolved_at"] = incident.resolved_at
@@ -173,6 +187,45 @@ def open_or_update(
     else:
         _log.info("%s %s (changed: %s)", event, incident_id, ", ".join(sorted(changes)))
     return incident
+
+
+def escalate(
+    archive: Path,
+    incident_id: str,
+    role: str,
+    *,
+    by: str,
+    redactor: Redactor | None = None,
+) -> dict[str, Any]:
+    """Journal that the incident was escalated to a contact role, and by whom.
+
+    ``role`` is one of the escalation matrix's contact roles (``ESCALATION_ROLES``).
+    Each call journals one ``incident.updated`` event with ``escalated_to`` and
+    ``escalated_by``, because escalating twice to the same role is a fact worth
+    keeping. Returns the journaled event. Raises UsageError for an unknown role or
+    incident.
+    """
+    if role not in ESCALATION_ROLES:
+        raise UsageError(
+            f"unknown escalation role {role!r}: use one of "
+            f"{', '.join(ESCALATION_ROLES)}."
+        )
+    by = check_person(by)
+    if redactor is None:
+        redactor = Redactor()
+    folder = incident_dir(archive, incident_id)
+    load_incident(folder)  # raises UsageError before the lock file is created
+    with file_lock(folder / LOCK_FILE):
+        incident = load_incident(folder)
+        incident.updated_at = utc_timestamp()
+        fields = {"escalated_to": role, "escalated_by": by}
+        event = Journal(folder, redactor).append(
+            "incident.updated", incident=incident_id, **fields
+        )
+        data = json.dumps(incident.to_dict(), ensure_ascii=False, indent=2) + "\n"
+        write_atomic(folder / INCIDENT_FILE, data.encode())
+    _log.info("incident.updated %s (changed: escalated_to %s)", incident_id, role)
+    return event
 
 
 def _apply(
@@ -205,6 +258,23 @@ def _check_severity(severity: str | None) -> None:
             f"invalid severity {severity!r}: use one of {', '.join(SEVERITIES)} "
             "(P0 is the most severe)."
         )
+
+
+def check_person(name: str) -> str:
+    """Return the stripped name of a responder, or raise UsageError if it is not
+    one short line."""
+    stripped = name.strip()
+    if not stripped or len(stripped) > MAX_PERSON_LENGTH:
+        raise UsageError(
+            f"invalid responder name {stripped[:40]!r}: use 1 to {MAX_PERSON_LENGTH} "
+            "characters."
+        )
+    if any(ord(c) < 32 for c in stripped):
+        raise UsageError(
+            f"invalid responder name {stripped[:40]!r}: use one line without "
+            "control characters."
+        )
+    return stripped
 
 
 def check_title(title: str) -> str:
