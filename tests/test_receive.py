@@ -586,6 +586,15 @@ def test_long_fingerprint_rejected() -> None:
     assert raised.value.status == 400
 
 
+def test_huge_fingerprint_names_its_limit() -> None:
+    # Longer than the 16,384-character limit of other strings too.
+    with pytest.raises(PayloadError) as raised:
+        alert_of(fingerprint="f" * (1 << 20))
+    message = str(raised.value)
+    assert "alerts[0].fingerprint: 1048576 characters" in message
+    assert message.endswith("the limit is 128.")
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -147,9 +147,9 @@ def test_large_chunked_body_is_413(served: str) -> None:
 # Deadlines and connection limits, with raw sockets that stall on purpose.
 
 
-def connect(url: str) -> socket.socket:
+def connect(url: str, source: str = "127.0.0.1") -> socket.socket:
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)))
+    sock = socket.create_connection((host, int(port)), source_address=(source, 0))
     sock.settimeout(WAIT_SECONDS)  # a deadline for the test, not an assertion
     return sock
 
@@ -210,41 +210,144 @@ def test_idle_connection_closed(tmp_path: Path) -> None:
     assert answer == b""
 
 
+def start_request(url: str, source: str = "127.0.0.1") -> socket.socket:
+    """Open a connection that is inside a webhook request: head sent, body not.
+
+    The server sends ``100 Continue`` once the app reads the body, so the request is
+    in progress when this returns.
+    """
+    sock = connect(url, source)
+    sock.sendall(
+        b"POST /alerts HTTP/1.1\r\nHost: receiver\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head and (chunk := sock.recv(1024)):
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 100 ")
+    return sock
+
+
+def healthz_over(sock: socket.socket) -> bytes:
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+    return read_all(sock)
+
+
 def test_concurrency_limit_is_503(tmp_path: Path) -> None:
     receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
-    server = ReceiverServer(build_app(receiver), "127.0.0.1", 0, limit_concurrency=2)
+    app = build_app(receiver, max_concurrent_requests=2)
+    server = ReceiverServer(app, "127.0.0.1", 0)
     server.start()
-    idle = [connect(server.url) for _ in range(2)]
+    busy = [start_request(server.url) for _ in range(2)]
+    try:
+        answer = httpx.post(server.url, content=body(FILES[0]), headers=JSON)
+    finally:
+        for sock in busy:
+            sock.close()
+        server.stop()
+    assert answer.status_code == 503
+    assert "the limit is 2" in answer.json()["error"]
+
+
+def test_idle_connections_not_requests(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    app = build_app(receiver, max_concurrent_requests=2)
+    server = ReceiverServer(app, "127.0.0.1", 0)
+    server.start()
+    idle = [connect(server.url) for _ in range(3)]
     try:
         answer = httpx.post(server.url, content=body(FILES[0]), headers=JSON)
     finally:
         for sock in idle:
             sock.close()
         server.stop()
-    assert answer.status_code == 503
+    assert answer.status_code == 200
 
 
-def test_connection_over_maximum_closed(tmp_path: Path) -> None:
+def test_oldest_idle_closed_for_post(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The head deadline is longer than the socket timeout, so only the connection
+    # cap can close an idle connection before recv() times out.
     receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
-    server = ReceiverServer(build_app(receiver), "127.0.0.1", 0, max_connections=2)
+    server = ReceiverServer(
+        build_app(receiver, token=TOKEN),
+        "127.0.0.1",
+        0,
+        max_connections=3,
+        header_timeout_seconds=2 * WAIT_SECONDS,
+    )
     server.start()
-    idle = [connect(server.url) for _ in range(2)]
+    oldest, *others = [connect(server.url) for _ in range(3)]
+    oldest_port = oldest.getsockname()[1]
+    try:
+        headers = JSON | {"Authorization": f"Bearer {TOKEN}"}
+        answer = httpx.post(server.url, content=body(FILES[0]), headers=headers)
+        closed = read_all(oldest)
+        still_served = healthz_over(others[0])
+    finally:
+        for sock in [oldest, *others]:
+            sock.close()
+        server.stop()
+    assert answer.status_code == 200
+    assert closed == b""
+    assert still_served.startswith(b"HTTP/1.1 200 ")
+    assert (
+        f"connection from 127.0.0.1:{oldest_port} closed: 4 connections are open, "
+        "the limit is 3, and it waited longest for a request head"
+    ) in caplog.text
+
+
+def test_new_connection_closed_when_all_busy(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    app = build_app(receiver, body_timeout_seconds=2 * WAIT_SECONDS)
+    server = ReceiverServer(app, "127.0.0.1", 0, max_connections=2)
+    server.start()
+    busy = [start_request(server.url) for _ in range(2)]
     try:
         with connect(server.url) as extra:
             answer = read_all(extra)
     finally:
-        for sock in idle:
+        for sock in busy:
             sock.close()
         server.stop()
     assert answer == b""
 
 
+def test_waiting_per_address_limited(tmp_path: Path) -> None:
+    # 127.0.0.2 is a loopback address too, so a second client address on this host.
+    receiver = Receiver(tmp_path, None, known_procedures=KNOWN)
+    server = ReceiverServer(
+        build_app(receiver),
+        "127.0.0.1",
+        0,
+        max_waiting_per_client=2,
+        header_timeout_seconds=2 * WAIT_SECONDS,
+    )
+    server.start()
+    other_client = connect(server.url, source="127.0.0.2")
+    oldest, *others = [connect(server.url) for _ in range(3)]
+    try:
+        closed = read_all(oldest)
+        other_client_served = healthz_over(other_client)
+        newest_served = healthz_over(others[-1])
+    finally:
+        for sock in [other_client, oldest, *others]:
+            sock.close()
+        server.stop()
+    assert closed == b""
+    assert other_client_served.startswith(b"HTTP/1.1 200 ")
+    assert newest_served.startswith(b"HTTP/1.1 200 ")
+
+
 def test_long_fingerprint_is_400(served: str) -> None:
     data = json.loads(body(FILES[0]))
-    data["alerts"][0]["fingerprint"] = "f" * 1000
+    # Longer than the 16,384-character limit of other strings too.
+    data["alerts"][0]["fingerprint"] = "f" * 20_000
     answer = httpx.post(served, json=data)
     assert answer.status_code == 400
-    assert "the limit is 128" in answer.json()["error"]
+    assert answer.json()["error"].endswith("20000 characters, the limit is 128.")
 
 
 def test_get_on_webhook_is_405(served: str) -> None:

@@ -4,9 +4,10 @@ Routes: ``POST /`` and ``POST /alerts`` take an Alertmanager webhook notificatio
 ``GET /healthz`` returns 200. Webhook responses are JSON: the receipt on 200 and
 ``{"error": ...}`` otherwise. The error statuses are 400 malformed, 401 missing or
 wrong bearer token, 408 body not received within the deadline, 413 body over the
-limit, 415 not ``application/json``, 422 unsupported version, and 500 when an alert
-could not be recorded, which makes Alertmanager retry. Rejections are logged at
-most once a minute per kind, with the count of those not logged.
+limit, 415 not ``application/json`` and 422 unsupported version. 500 means that an
+alert could not be recorded, which makes Alertmanager retry, and 503 that too many
+requests are in progress. Rejections are logged at most once a minute per kind, with
+the count of those not logged.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from veerunbook.receive import Receiver
 from veerunbook.receive_log import RepeatFilter
@@ -30,6 +33,9 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 # Alertmanager sends a body of at most a few hundred kB at once, so a body still
 # incomplete after this long comes from a stalled or hostile client.
 DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
+# Requests in progress at once before the receiver responds with 503. Alertmanager
+# sends one notification per group at a time, so this leaves room for many groups.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 64
 
 _log = logging.getLogger("veerunbook.receive")
 _rejected_log = logging.getLogger("veerunbook.receive.rejected")
@@ -46,11 +52,13 @@ def build_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     token: str | None = None,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
 ) -> Starlette:
     """Build the receiver's ASGI app; ``token`` set requires ``Bearer <token>``.
 
     A body must arrive completely within ``body_timeout_seconds`` of the request
-    head, or the request gets 408.
+    head, or the request gets 408. A request that arrives while
+    ``max_concurrent_requests`` are in progress gets 503.
     """
     limits = _BodyLimits(max_body_bytes, body_timeout_seconds)
 
@@ -75,7 +83,49 @@ def build_app(
         Route("/alerts", webhook, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    limit = Middleware(_RequestLimit, max_requests=max_concurrent_requests)
+    return Starlette(routes=routes, middleware=[limit])
+
+
+class _RequestLimit:
+    """ASGI middleware that responds with 503 while ``max_requests`` are in progress.
+
+    uvicorn's ``limit_concurrency`` is not used, because it also counts open
+    connections: connections that never send a request head would make every request
+    get 503. Such connections are limited by receive_server instead.
+    """
+
+    def __init__(self, app: ASGIApp, max_requests: int) -> None:
+        self._app = app
+        self._max_requests = max_requests
+        # Only the server's event loop thread changes this count.
+        self._in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if self._in_progress >= self._max_requests:
+            client = scope["client"][0] if scope.get("client") else "unknown client"
+            _rejected_log.warning(
+                "request from %s rejected with 503: %d requests are in progress, "
+                "the limit is %d",
+                client,
+                self._in_progress,
+                self._max_requests,
+            )
+            response = _error(
+                503,
+                f"{self._in_progress} requests are in progress, the limit is "
+                f"{self._max_requests}; try again later.",
+            )
+            await response(scope, receive, send)
+            return
+        self._in_progress += 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._in_progress -= 1
 
 
 @dataclass(frozen=True)

@@ -174,14 +174,9 @@ def _alert(data: Any, where: str) -> Alert:
         raise PayloadError(
             f"invalid field {where}: expected an object, not {_json_type(data)}."
         )
-    fingerprint = _field(data, "fingerprint", str, where)
+    fingerprint = _field(data, "fingerprint", str, where, MAX_FINGERPRINT_CHARS)
     if not fingerprint:
         raise PayloadError(f"invalid field {where}.fingerprint: it is empty.")
-    if len(fingerprint) > MAX_FINGERPRINT_CHARS:
-        raise PayloadError(
-            f"invalid field {where}.fingerprint: {len(fingerprint)} characters, "
-            f"the limit is {MAX_FINGERPRINT_CHARS}."
-        )
     ends_at = _time(data, "endsAt", where)
     return Alert(
         status=_status(data, where),
@@ -194,7 +189,15 @@ def _alert(data: Any, where: str) -> Alert:
     )
 
 
-def _field(data: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+def _field(
+    data: Mapping[str, Any],
+    name: str,
+    kind: type,
+    where: str,
+    max_chars: int = MAX_VALUE_CHARS,
+) -> Any:
+    """Check that field ``name`` is a ``kind`` (a string of at most ``max_chars``
+    characters) and return it; raise PayloadError naming the field otherwise."""
     path = f"{where}.{name}" if where else name
     if name not in data:
         raise PayloadError(f"missing field {path}.")
@@ -205,7 +208,7 @@ def _field(data: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
             f"not {_json_type(value)}."
         )
     if isinstance(value, str):
-        _check_length(value, MAX_VALUE_CHARS, path)
+        _check_length(value, max_chars, path)
     return value
 
 

@@ -1,16 +1,19 @@
 """The receiver's HTTP server: uvicorn on its own thread, with connection limits.
 
-uvicorn's ``limit_concurrency`` responds with 503 once that many connections or
-requests are open, and ``timeout_keep_alive`` closes a connection idle after a
-response. A header deadline, added here because uvicorn has none, closes a
-connection that has not sent a complete request head in time, so idle or half-open
-connections cannot pile up until the process runs out of file descriptors.
+uvicorn's ``timeout_keep_alive`` closes a connection idle after a response. A header
+deadline, added here because uvicorn has none, closes a connection that has not sent
+a complete request head in time. A cap on open connections keeps a flood of them
+from running the process out of file descriptors. At the cap, a new connection
+pushes out the oldest one that is waiting for a request head, so connections that
+never send one cannot lock out a client that does. The limit on requests in progress
+(503) is the app's, in receive_app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import signal
 import socket
@@ -28,13 +31,12 @@ from veerunbook.receive_log import RepeatFilter
 
 START_TIMEOUT_SECONDS = 10.0
 GRACEFUL_SHUTDOWN_SECONDS = 5
-# Connections or requests open at once before uvicorn responds with 503. Alertmanager
-# sends one notification per group at a time, so this leaves room for many groups.
-DEFAULT_LIMIT_CONCURRENCY = 64
-# Connections beyond this many are closed at once without a response. This keeps
-# the file descriptors of a flood of connections well below the common soft limit
-# of 1024 per process.
-MAX_CONNECTIONS = 4 * DEFAULT_LIMIT_CONCURRENCY
+# Open connections at most. This keeps the file descriptors of a flood of
+# connections well below the common soft limit of 1024 per process.
+MAX_CONNECTIONS = 256
+# Connections from one client address that wait for a request head at most, so that
+# one address cannot push the connections of other clients out.
+MAX_WAITING_PER_CLIENT = 32
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 KEEP_ALIVE_SECONDS = 5
 # h11's default limit for a request head, stated here so that it is visible.
@@ -83,8 +85,8 @@ class ReceiverServer:
         address: str,
         port: int,
         *,
-        limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
         max_connections: int = MAX_CONNECTIONS,
+        max_waiting_per_client: int = MAX_WAITING_PER_CLIENT,
         header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
     ) -> None:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -108,8 +110,9 @@ class ReceiverServer:
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            http=_deadline_protocol(header_timeout_seconds, max_connections),
-            limit_concurrency=limit_concurrency,
+            http=_deadline_protocol(
+                header_timeout_seconds, max_connections, max_waiting_per_client
+            ),
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
@@ -189,32 +192,27 @@ _FLOODED_LOGGERS = ("asyncio", "uvicorn.error")
 
 
 class _DeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head.
+    """uvicorn's h11 protocol with a deadline for each request head and a
+    connection cap that closes the oldest connection waiting for a head.
 
     uvicorn 0.55 times out a connection only while it idles after a response, so a
     client that connects and sends nothing, or part of a request head, would hold
     its connection until shutdown.
 
     NOTE: this relies on uvicorn's H11Protocol attributes ``loop``, ``transport``,
-    ``cycle`` and ``connections`` and its ``on_response_complete`` hook, which are
-    internal; check them when uvicorn is upgraded.
+    ``client``, ``cycle`` and ``connections`` and its ``on_response_complete`` hook.
+    They are internal, so check them when uvicorn is upgraded.
     """
 
     header_timeout_seconds = DEFAULT_HEADER_TIMEOUT_SECONDS
     max_connections = MAX_CONNECTIONS
+    max_waiting_per_client = MAX_WAITING_PER_CLIENT
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
-        if len(self.connections) > self.max_connections:
-            _connections_log.warning(
-                "connection from %s closed: over %d connections are open",
-                _peer(self.client),
-                self.max_connections,
-            )
-            transport.close()
-            return
         self._start_head_timer()
+        self._enforce_limits()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -229,15 +227,20 @@ class _DeadlineProtocol(H11Protocol):
     def _start_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
+        # The order in which connections began to wait, oldest first. A counter,
+        # unlike a clock, never gives two connections the same place.
+        self._waiting_since = next(_waiting_order)
         self._head_timer = self.loop.call_later(
             self.header_timeout_seconds, self._head_timed_out, self.cycle
         )
 
+    def _waits_for_head(self) -> bool:
+        # A new request head replaces self.cycle with an unfinished cycle.
+        return self.cycle is None or self.cycle.response_complete
+
     def _head_timed_out(self, cycle_when_started: RequestResponseCycle | None) -> None:
-        # A new request head replaces self.cycle, so the same cycle, finished or
-        # None, means that no request head arrived in time.
-        idle = cycle_when_started is None or cycle_when_started.response_complete
-        if self.cycle is not cycle_when_started or not idle:
+        # The same cycle, finished or None, means that no request head arrived in time.
+        if self.cycle is not cycle_when_started or not self._waits_for_head():
             return
         if self.transport.is_closing():
             return
@@ -248,14 +251,70 @@ class _DeadlineProtocol(H11Protocol):
         )
         self.transport.close()
 
+    def _enforce_limits(self) -> None:
+        """Close the oldest connection waiting for a request head when this new
+        connection puts its client address or the server over a limit.
+
+        The new connection waits too and is the newest, so it is the one closed only
+        when no other connection waits: every other one is inside a request.
+        """
+        open_connections = [c for c in self.connections if not c.transport.is_closing()]
+        waiting = sorted(
+            (
+                c
+                for c in open_connections
+                if isinstance(c, _DeadlineProtocol) and c._waits_for_head()
+            ),
+            key=lambda c: c._waiting_since,
+        )
+        host = self.client[0] if self.client else None
+        same_client = [c for c in waiting if c.client and c.client[0] == host]
+        if len(same_client) > self.max_waiting_per_client:
+            # Closing one keeps the count of open connections where it was before
+            # this one, which was within the limit.
+            oldest = same_client[0]
+            _connections_log.warning(
+                "connection from %s closed: %d connections from its address wait "
+                "for a request head, the limit is %d, and it waited longest",
+                _peer(oldest.client),
+                len(same_client),
+                self.max_waiting_per_client,
+            )
+            oldest.transport.close()
+            return
+        if len(open_connections) <= self.max_connections:
+            return
+        oldest = waiting[0]
+        if oldest is self:
+            _connections_log.warning(
+                "connection from %s closed: %d connections are open, the limit is "
+                "%d, and all others are inside a request",
+                _peer(self.client),
+                len(open_connections),
+                self.max_connections,
+            )
+        else:
+            _connections_log.warning(
+                "connection from %s closed: %d connections are open, the limit is "
+                "%d, and it waited longest for a request head",
+                _peer(oldest.client),
+                len(open_connections),
+                self.max_connections,
+            )
+        oldest.transport.close()
+
+
+_waiting_order = itertools.count()
+
 
 def _deadline_protocol(
-    header_timeout_seconds: float, max_connections: int
+    header_timeout_seconds: float, max_connections: int, max_waiting_per_client: int
 ) -> type[_DeadlineProtocol]:
-    """Return a protocol class with the given head deadline and connection limit."""
+    """Return a protocol class with the given head deadline and connection limits."""
     attributes = {
         "header_timeout_seconds": header_timeout_seconds,
         "max_connections": max_connections,
+        "max_waiting_per_client": max_waiting_per_client,
     }
     return type("DeadlineProtocol", (_DeadlineProtocol,), attributes)
 
