@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +22,7 @@ from veerunbook.alert_check_result import CheckResult, RuleStatus, transition_te
 from veerunbook.alert_check_steps import AlertCheck
 from veerunbook.alert_eval import AlertState, SignalSample
 from veerunbook.alert_rules import ALERT_RULES, Signal, rule_named
-from veerunbook.alert_store import RuleState, SampleStore, store_path
+from veerunbook.alert_store import RuleState, SampleStore, StoredScrape, store_path
 from veerunbook.alert_units import (
     clock_text,
     condition_text,
@@ -562,9 +563,9 @@ def test_clock_behind_cli_exits_1(
 ) -> None:
     url = _dead_url()
     target = load_config(None).resolve_target(url)
-    # Samples far in the future: the real clock is behind them.
+    # A sample 30 s ahead of the clock: a step back within two 60 s intervals.
     with SampleStore(tmp_path, target.name) as store:
-        store.append(4_000_000_000.0, {Signal.UP: 1.0})
+        store.append(time.time() + 30, {Signal.UP: 1.0})
     argv = ["alerts", "check", "--target", url, "--archive", str(tmp_path)]
     code = main([*argv, "--sample-seconds", "1"])
     out = capsys.readouterr().out
@@ -578,6 +579,123 @@ def test_replay_of_stored_time_evaluates(tmp_path: Path) -> None:
     result = check_alerts(target, tmp_path, now=T0 + 60, sample_seconds=0.1)
     assert result.skipped is None
     assert len(result.rules) == len(ALERT_RULES)
+
+
+def test_replay_of_stored_time_read_only(tmp_path: Path) -> None:
+    target = load_config(None).resolve_target(_dead_url())
+    _seed_store(tmp_path, target.name)
+    run = start_run("alert-check", incident="INC-REPLAY", archive=str(tmp_path))
+    result = check_alerts(
+        target, tmp_path, now=T0 + 60, run=run, queue_notifications=True
+    )
+    run.finish()
+    with SampleStore(tmp_path, target.name) as store:
+        states = store.rule_states()
+        scrape = store.last_scrape(T0 + 61)
+        outbox = store.outbox()
+    notes = [e for e in _journal(run) if e["event"] == "note" and e.get("read_only")]
+    # The stored 8 % error rate at T0 and T0 + 60 s: pending, not firing, yet the
+    # stored firing state is kept and no resolved transition is reported.
+    assert result.values[Signal.ERROR_RATE] == 0.08
+    assert result.rules[0].state is AlertState.PENDING
+    assert result.transitions == ()
+    assert result.read_only is not None
+    assert states["ErrorRateP0"] == RuleState("ErrorRateP0", "firing", T0 - 120, T0)
+    assert scrape == StoredScrape(T0 + 60, "http_requests_total 1\n")
+    assert outbox == []
+    assert [c.name for c in run.checks if c.name.startswith("metrics")] == []
+    assert len(notes) == 1
+
+
+def _far_future() -> float:
+    """A whole second about three years ahead of the clock."""
+    return float(int(time.time()) + 100_000_000)
+
+
+def test_future_replay_keeps_history(tmp_path: Path) -> None:
+    target = load_config(None).resolve_target(_dead_url())
+    hour_ago = float(int(time.time()) - 3600)
+    with SampleStore(tmp_path, target.name) as store:
+        store.append(hour_ago, {Signal.UP: 1.0})
+    check_alerts(target, tmp_path, now=_far_future(), sample_seconds=0.1)
+    with SampleStore(tmp_path, target.name) as store:
+        kept = store.read(Signal.UP, hour_ago, hour_ago)
+    # Pruning two days before the replay time would delete the sample an hour old.
+    assert kept == [SignalSample(hour_ago, 1.0)]
+
+
+def test_future_samples_deleted(tmp_path: Path) -> None:
+    target = load_config(None).resolve_target(_dead_url())
+    future = _far_future()
+    check_alerts(target, tmp_path, now=future, sample_seconds=0.1)
+    with SampleStore(tmp_path, target.name) as store:
+        store.save_scrape(future, "http_requests_total 1\n")
+    now = float(int(time.time()))
+    run = start_run("alert-check", incident="INC-FUTURE", archive=str(tmp_path))
+    result = check_alerts(target, tmp_path, now=now, run=run, sample_seconds=0.1)
+    run.finish()
+    clock = [c for c in run.checks if c.name == "alert clock"]
+    with SampleStore(tmp_path, target.name) as store:
+        newest = store.newest_time()
+        scrape = store.last_scrape(future + 1)
+    assert result.skipped is None
+    assert len(result.rules) == len(ALERT_RULES)
+    assert [c.status for c in clock] == ["warn"]
+    assert clock[0].observed == 1
+    assert "deleted the samples of 1 checks from " in clock[0].summary
+    assert newest == now
+    assert scrape is None
+
+
+def test_no_store_ignores_future(tmp_path: Path) -> None:
+    target = load_config(None).resolve_target(_dead_url())
+    future = _far_future()
+    with SampleStore(tmp_path, target.name) as store:
+        store.append(future, {Signal.UP: 1.0})
+    result = check_alerts(target, tmp_path, store=False, sample_seconds=0.1)
+    with SampleStore(tmp_path, target.name) as store:
+        newest = store.newest_time()
+    assert result.skipped is None
+    assert len(result.rules) == len(ALERT_RULES)
+    assert newest == future
+
+
+_REQUESTS_AND_HEAP = (
+    "# TYPE http_requests_total counter\n"
+    'http_requests_total{endpoint="/api",status_code="200"} 1000\n'
+    'http_requests_total{endpoint="/api",status_code="500"} 100\n'
+    "nodejs_heap_size_used_bytes 100000000\n"
+    "nodejs_heap_size_limit_bytes 400000000\n"
+)
+_HEAP_ONLY = (
+    "nodejs_heap_size_used_bytes 100000000\nnodejs_heap_size_limit_bytes 400000000\n"
+)
+
+
+def test_vanished_requests_not_quiet(tmp_path: Path, lying: str) -> None:
+    target = load_config(None).resolve_target(lying)
+    _Lying.body = _REQUESTS_AND_HEAP.encode()
+    check_alerts(target, tmp_path, now=T0, sample_seconds=0.1)
+    with SampleStore(tmp_path, target.name) as store:
+        store.set_rule_state(RuleState("ErrorRateP0", "firing", T0 - 240, T0))
+    _Lying.body = _HEAP_ONLY.encode()
+    run = start_run("alert-check", incident="INC-GONE", archive=str(tmp_path))
+    result = check_alerts(target, tmp_path, now=T0 + 60, run=run)
+    run.finish()
+    scrape = [c for c in run.checks if c.name == "alert metrics scrape"]
+    change = next(c for c in result.transitions if c.rule.name == "ErrorRateP0")
+    assert result.scrape_error is None
+    assert result.vanished == ("http_requests_total",)
+    assert [c.status for c in scrape] == ["warn"]
+    assert "http_requests_total" in scrape[0].summary
+    assert transition_text(change, result) == (
+        "[P0] ErrorRateP0 resolved after 5 min 00 s: no value,"
+        " http_requests_total absent from the scrape"
+    )
+    assert result.missing_reason(Signal.AVAILABILITY) == (
+        "http_requests_total absent from the scrape"
+    )
+    assert result.values[Signal.MEMORY_RATIO] == 0.25
 
 
 def test_stored_body_masked(tmp_path: Path, lying: str) -> None:

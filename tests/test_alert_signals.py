@@ -105,11 +105,53 @@ def test_vanished_series_no_alert() -> None:
     assert set(result.states) == {AlertState.INACTIVE}
 
 
-def test_new_series_counts_fully() -> None:
-    # brute 200 -> 200 and scan new at 4: 0 + 4, as error_rate counts a new series.
+def test_new_series_counts_from_first() -> None:
+    # brute 200 -> 203 and scan new at 4: 3 + 0, as increase() gives nothing for a
+    # series' first sample.
     before = _blocked(0.0, '{reason="brute"} 200')
-    after = _blocked(60.0, '{reason="brute"} 200', '{reason="scan"} 4')
-    assert counter_increase(before, after, BLOCKED) == 4.0
+    after = _blocked(60.0, '{reason="brute"} 203', '{reason="scan"} 4')
+    assert counter_increase(before, after, BLOCKED) == 3.0
+
+
+def test_relabelled_series_counts_nothing() -> None:
+    # The same 5000 blocked addresses under a new label set: nothing new blocked.
+    before = _blocked(0.0, '{reason="brute"} 5000')
+    after = _blocked(60.0, '{reason="brute",pod="b"} 5000')
+    assert counter_increase(before, after, BLOCKED) == 0.0
+
+
+def test_returning_series_counts_nothing() -> None:
+    # scan 300 is missing from the middle scrape and returns at 300: 0 each time.
+    first = _blocked(0.0, '{reason="brute"} 200', '{reason="scan"} 300')
+    middle = _blocked(60.0, '{reason="brute"} 200')
+    last = _blocked(120.0, '{reason="brute"} 200', '{reason="scan"} 300')
+    assert counter_increase(first, middle, BLOCKED) == 0.0
+    assert counter_increase(middle, last, BLOCKED) == 0.0
+
+
+def test_relabelled_series_no_alert() -> None:
+    # 5000 relabelled at t = 60, 5001 at t = 120: increases 0 and 1, far below
+    # BlockedIpsP0's 50.
+    scrapes = [
+        _blocked(0.0, '{reason="brute"} 5000'),
+        _blocked(60.0, '{reason="brute",pod="b"} 5000'),
+        _blocked(120.0, '{reason="brute",pod="b"} 5001'),
+    ]
+    samples = [SignalSample(0.0, 0.0)]
+    for before, after in pairwise(scrapes):
+        value = counter_increase(before, after, BLOCKED)
+        samples.append(SignalSample(float(after.scraped_at or 0.0), value))
+    result = evaluate(rule_named("BlockedIpsP0"), samples, interval_seconds=60.0)
+    assert result.values == (None, 0.0, 1.0)
+    assert set(result.states) == {AlertState.INACTIVE}
+
+
+def test_new_series_after_restart_counts() -> None:
+    # process_start_time_seconds 1000 -> 1050: every series counts from 0, the new
+    # scan series too: 10 + 4 = 14.
+    before = _blocked(0.0, '{reason="brute"} 200')
+    after = _blocked(60.0, '{reason="brute"} 10', '{reason="scan"} 4', started=1050.0)
+    assert counter_increase(before, after, BLOCKED) == 14.0
 
 
 def test_duplicate_series_first_kept() -> None:
@@ -120,8 +162,8 @@ def test_duplicate_series_first_kept() -> None:
 
 
 def test_huge_series_sum_unmeasured() -> None:
-    # Two new series of 1e308 each: the sum overflows to infinity, so no value.
-    before = _blocked(0.0, '{reason="brute"} 0')
+    # Two series rising by 1e308 each: the sum overflows to infinity, so no value.
+    before = _blocked(0.0, '{reason="a"} 0', '{reason="b"} 0')
     after = _blocked(60.0, '{reason="a"} 1e308', '{reason="b"} 1e308')
     assert counter_increase(before, after, BLOCKED) is None
 

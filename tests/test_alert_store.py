@@ -4,7 +4,13 @@ import pytest
 
 from veerunbook.alert_eval import AlertState, SignalSample, Transition, evaluate
 from veerunbook.alert_rules import Signal, rule_named
-from veerunbook.alert_store import RuleState, SampleStore, store_path, target_slug
+from veerunbook.alert_store import (
+    RuleState,
+    SampleStore,
+    StoredSpan,
+    store_path,
+    target_slug,
+)
 from veerunbook.errors import StoreError, UsageError
 
 
@@ -170,4 +176,38 @@ def test_newest_time_of_samples(tmp_path: Path) -> None:
         store.append(120.0, {Signal.UP: 1.0})
         newest = store.newest_time()
     assert empty is None
+    assert newest == 120.0
+
+
+def test_newest_time_at_most(tmp_path: Path) -> None:
+    with SampleStore(tmp_path, "t") as store:
+        store.append(60.0, {Signal.UP: 1.0})
+        store.append(120.0, {Signal.UP: 1.0})
+        assert store.newest_time(at_most=100.0) == 60.0
+
+
+def test_delete_after_drops_samples_and_scrapes(tmp_path: Path) -> None:
+    with SampleStore(tmp_path, "t") as store:
+        for moment in (60.0, 120.0, 180.0):
+            store.append(moment, {Signal.UP: 1.0, Signal.ERROR_RATE: 0.0})
+            store.save_scrape(moment, "up 1\n")
+        span = store.delete_after(60.0)
+        newest = store.newest_time()
+        scrape = store.last_scrape(1000.0)
+        again = store.delete_after(60.0)
+    # Two checks (120 and 180 s) of two signals each.
+    assert span == StoredSpan(2, 120.0, 180.0)
+    assert newest == 60.0
+    assert scrape is not None
+    assert scrape.time == 60.0
+    assert again is None
+
+
+def test_span_after_changes_nothing(tmp_path: Path) -> None:
+    with SampleStore(tmp_path, "t") as store:
+        store.append(60.0, {Signal.UP: 1.0})
+        store.append(120.0, {Signal.UP: 1.0})
+        span = store.span_after(60.0)
+        newest = store.newest_time()
+    assert span == StoredSpan(1, 120.0, 120.0)
     assert newest == 120.0

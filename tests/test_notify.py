@@ -14,7 +14,7 @@ import pytest
 from veerunbook import session as vr_session
 from veerunbook.alert_check_result import AlertTransition, CheckResult, transition_text
 from veerunbook.alert_check_steps import AlertCheck
-from veerunbook.alert_rules import rule_named
+from veerunbook.alert_rules import Signal, rule_named
 from veerunbook.alert_store import RuleState, SampleStore
 from veerunbook.notify import (
     OUTBOX_MAX_LINES,
@@ -77,11 +77,20 @@ def test_post_sends_json(hook: str) -> None:
     }
 
 
-def test_server_error_retried_once(hook: str) -> None:
+def test_server_error_not_retried(hook: str) -> None:
+    # The webhook may have taken the message before it failed: no second POST now.
     _Hook.statuses = [503, 200]
     delivery = post_message(hook, build_message("#ops", "x"))
-    assert delivery.sent
+    assert not delivery.sent
+    assert delivery.attempts == 1
+    assert len(_Hook.received) == 1
+
+
+def test_refused_connection_retried_once() -> None:
+    delivery = post_message(_dead_url(), build_message("#ops", "x"), timeout=1.0)
+    assert not delivery.sent
     assert delivery.attempts == 2
+    assert delivery.outcome == "sending failed: ConnectError"
 
 
 def test_client_error_not_retried(hook: str) -> None:
@@ -140,7 +149,9 @@ def _alert_check(tmp_path: Path, transitions: bool, at: float = T0 + 120) -> Ale
         session.config, notify_webhook_env="TEST_ALERT_HOOK"
     )
     rule = rule_named("ErrorRateP0")
-    found = (AlertTransition(rule, "firing", at, 0.08, T0),) if transitions else ()
+    found: tuple[AlertTransition, ...] = ()
+    if transitions:
+        found = (AlertTransition(rule, "firing", at, 0.08, T0),)
     result = CheckResult(time=at, target="prod", transitions=found)
     if transitions:
         with SampleStore(tmp_path, session.target.name) as store:
@@ -203,13 +214,14 @@ def test_failed_line_sent_next_check(
     tmp_path: Path, hook: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_ALERT_HOOK", hook)
-    _Hook.statuses = [500, 500]
+    _Hook.statuses = [500]
     _alert_check(tmp_path, transitions=True).notify(True)
     # The next check, a minute later, has no transition of its own.
     later = _alert_check(tmp_path, transitions=False, at=T0 + 180)
     later.notify(True)
     status, summary = _notification_check(later)
     text = json.loads(_Hook.received[-1])["text"]
+    assert len(_Hook.received) == 2
     assert status == "pass"
     assert summary == "sent, webhook answered HTTP 200; lines sent: 1, delayed: 1"
     # The line of the check at T0 + 120 s, 14:02:00 UTC, marked as delayed.
@@ -332,3 +344,82 @@ def test_failed_delivery_flag() -> None:
     assert Delivery(False, "sending failed: x", attempts=2).failed
     assert not Delivery(False, "prepared, not sent: y").failed
     assert not Delivery(True, "sent", attempts=1).failed
+
+
+class _SlowHook(BaseHTTPRequestHandler):
+    """A webhook that reads each POST and responds 200 only once released."""
+
+    received: ClassVar[list[bytes]] = []
+    arrived: ClassVar[threading.Semaphore] = threading.Semaphore(0)
+    release: ClassVar[threading.Event] = threading.Event()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).received.append(self.rfile.read(length))
+        type(self).arrived.release()
+        type(self).release.wait(timeout=30.0)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+def test_slow_webhook_one_post_per_check(tmp_path: Path) -> None:
+    _SlowHook.received = []
+    _SlowHook.arrived = threading.Semaphore(0)
+    _SlowHook.release = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}{SECRET_PATH}"
+    sent = []
+    try:
+        with SampleStore(tmp_path, "slow") as store:
+            store.commit_states([], [(T0, "[P0] ErrorRateP0 firing")])
+            # Two checks a minute apart, each timing out before the webhook responds.
+            for now in (T0, T0 + 60):
+                result = send_outbox(
+                    store, now=now, channel="#c", url=url, run=_Notes(), timeout=0.5
+                )
+                sent.append(result)
+                assert _SlowHook.arrived.acquire(timeout=30.0)
+            left = store.outbox()
+    finally:
+        _SlowHook.release.set()
+        server.shutdown()
+        server.server_close()
+    assert [r.delivery.attempts for r in sent if r is not None] == [1, 1]
+    assert [r.delivery.outcome for r in sent if r is not None] == [
+        "sending failed: ReadTimeout",
+        "sending failed: ReadTimeout",
+    ]
+    assert len(_SlowHook.received) == 2
+    assert [entry.text for entry in left] == ["[P0] ErrorRateP0 firing"]
+
+
+def test_replay_of_stored_time_sends_nothing(
+    tmp_path: Path, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ALERT_HOOK", hook)
+    session = vr_session.begin("alert-check", target=_dead_url(), archive=str(tmp_path))
+    session.config = dataclasses.replace(
+        session.config, notify_webhook_env="TEST_ALERT_HOOK"
+    )
+    firing = RuleState("ErrorRateP0", "firing", T0 - 240, T0 - 60)
+    with SampleStore(tmp_path, session.target.name) as store:
+        store.append(T0, {Signal.ERROR_RATE: 0.001, Signal.UP: 1.0})
+        store.commit_states([firing], [(T0 - 60, "[P0] ErrorRateP0 firing")])
+    check = AlertCheck(session)
+    check.evaluate(60.0, 1.0, T0, send=True)
+    check.notify(True)
+    status, summary = _notification_check(check)
+    assert check.result is not None
+    assert check.result.transitions == ()
+    assert _Hook.received == []
+    assert status == "skip"
+    assert summary.startswith("nothing sent: a time already stored is replayed")
+    assert _outbox(check) == ["[P0] ErrorRateP0 firing"]
+    with SampleStore(tmp_path, session.target.name) as store:
+        assert store.rule_states() == {"ErrorRateP0": firing}

@@ -6,23 +6,27 @@ against the previous stored scrape, store the sample, evaluate every rule over t
 stored samples with Prometheus ``for`` semantics, and journal each alert's firing and
 resolved transitions exactly once by comparing with the rule states stored last time.
 A dead, slow or lying target is a scrape error: every signal is stored as None, which
-counts as a failed evaluation, so a firing alert resolves as in Prometheus. A clock
-that is not after the newest stored sample (stepped back, or a replay older than the
-store) evaluates nothing and changes no state. Each transition's notification line
-is queued in the store's outbox in the same transaction as the new rule states.
+counts as a failed evaluation, so a firing alert resolves as in Prometheus. Each
+transition's notification line is queued in the store's outbox in the same
+transaction as the new rule states.
 
-The rule evaluation and the state comparison are in ``veerunbook.alert_check_eval``.
+A check's time against the stored samples (``veerunbook.alert_check_clock``): stored
+samples ahead of the clock by more than two intervals are deleted with a warning,
+a time within two intervals before the newest sample evaluates nothing and changes
+no state, and a time already stored is evaluated read-only. The rule evaluation and
+the state comparison are in ``veerunbook.alert_check_eval``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from veerunbook.alert_check_clock import check_clock
 from veerunbook.alert_check_eval import (
     SampleSource,
     WithCurrent,
@@ -34,7 +38,6 @@ from veerunbook.alert_check_result import (
     AlertTransition,
     CheckResult,
     RuleStatus,
-    journal_clock_behind,
     journal_result,
     journal_skipped,
     journal_source_error,
@@ -101,8 +104,10 @@ def check_alerts(
         from veerunbook.alert_prometheus import prometheus_source
 
         source = prometheus_source(target, step_seconds=interval_seconds)
-    moment = time.time() if now is None else now
+    wall = time.time()
+    moment = wall if now is None else now
     context = _Context(target, moment, interval_seconds, sample_seconds, run)
+    context.wall = wall
     context.redactor, context.progress = redactor, progress
     context.record_states = record_states
     context.queue = queue_notifications and record_states
@@ -126,6 +131,7 @@ class _Context:
     progress: Callable[[str], None] | None = None
     record_states: bool = True
     queue: bool = False
+    wall: float = 0.0  # the clock (Unix seconds) when the check started
 
     @property
     def max_gap(self) -> float:
@@ -136,21 +142,6 @@ def _skipped(context: _Context, reason: str) -> CheckResult:
     if context.run is not None:
         journal_skipped(context.run, reason)
     return CheckResult(time=context.now, target=context.target.name, skipped=reason)
-
-
-def _clock_behind(context: _Context, samples: SampleStore) -> CheckResult | None:
-    """Return the result of a check whose clock is not after the newest sample.
-
-    A replay of a time already stored is evaluated again, so it returns None.
-    """
-    newest = samples.newest_time()
-    now = context.now
-    if newest is None or now > newest or samples.has_samples_at(now):
-        return None
-    reason = f"clock behind the newest stored sample by {newest - now:g} s"
-    if context.run is not None:
-        journal_clock_behind(context.run, reason, newest)
-    return CheckResult(time=now, target=context.target.name, skipped=reason)
 
 
 def _source_failed(context: _Context, error: PrometheusQueryError) -> CheckResult:
@@ -170,10 +161,12 @@ def _check_stored(
     context: _Context, samples: SampleStore, source: SampleSource | None
 ) -> CheckResult:
     now = context.now
-    behind = _clock_behind(context, samples)
-    if behind is not None:
-        return behind
-    samples.prune(now - DEFAULT_RETENTION_SECONDS)
+    if source is None:
+        early = check_clock(samples, context, delete=True)
+        if early is not None:
+            return early
+    # A replay ahead of the clock must not prune the history up to the clock.
+    samples.prune(min(now, context.wall) - DEFAULT_RETENTION_SECONDS)
     if source is not None:
         try:
             measurement = _from_source(source, context)
@@ -187,7 +180,7 @@ def _check_stored(
             if context.redactor is not None:
                 body = context.redactor.mask(body)
             samples.save_scrape(now, body)
-        _append(context, samples, measurement.values)
+        samples.append(now, measurement.values)
         statuses = evaluate_all(samples, now, context.interval)
     transitions, changed = compare_states(samples, statuses, now)
     result = _result(context, statuses, transitions, measurement)
@@ -205,9 +198,10 @@ def _check_read_only(
     if store_path(archive, context.target.name).is_file():
         stored = SampleStore(archive, context.target.name)
     try:
-        behind = None if stored is None else _clock_behind(context, stored)
-        if behind is not None:
-            return behind
+        if stored is not None and source is None:
+            early = check_clock(stored, context, delete=False)
+            if early is not None:
+                return early
         if source is not None:
             try:
                 measurement = _from_source(source, context)
@@ -245,19 +239,6 @@ def _from_source(source: SampleSource, context: _Context) -> Measurement:
     return Measurement(values, None, None, None)
 
 
-def _append(
-    context: _Context, samples: SampleStore, values: Mapping[Signal, float | None]
-) -> None:
-    if samples.has_samples_at(context.now):
-        # A replay of a time already checked: keep the first sample, evaluate again.
-        if context.run is not None:
-            context.run.note(
-                f"samples at {context.now} already stored; this check's not stored"
-            )
-        return
-    samples.append(context.now, values)
-
-
 def _result(
     context: _Context,
     statuses: tuple[RuleStatus, ...],
@@ -272,6 +253,8 @@ def _result(
         transitions=transitions,
         scrape_error=measurement.error,
         window_seconds=measurement.window_seconds,
+        vanished=measurement.vanished,
+        reasons=measurement.reasons,
     )
 
 

@@ -71,7 +71,10 @@ class CheckResult:
 
     ``skipped`` gives the reason nothing was evaluated (another check holds the
     lock), and ``scrape_error`` the reason the signals are None. ``target`` is the
-    name of the checked target.
+    name of the checked target. ``read_only`` gives the reason a check that
+    evaluated wrote, queued and sent nothing. ``vanished`` names the metric
+    families of the previous scrape that this scrape lacks, and ``reasons`` gives
+    a signal's known reason for having no value.
     """
 
     time: float
@@ -82,11 +85,20 @@ class CheckResult:
     skipped: str | None = None
     scrape_error: str | None = None
     window_seconds: float | None = None
+    read_only: str | None = None
+    vanished: tuple[str, ...] = ()
+    reasons: Mapping[Signal, str] = field(default_factory=dict)
 
     @property
     def firing(self) -> list[RuleStatus]:
         """The rules whose alert fires at this check."""
         return [status for status in self.rules if status.state is AlertState.FIRING]
+
+    def missing_reason(self, signal: Signal) -> str:
+        """Return why ``signal`` has no value at this check, as far as it is known."""
+        if not self.scrape_error and signal in self.reasons:
+            return self.reasons[signal]
+        return missing_reason(signal, self.scrape_error)
 
 
 def journal_skipped(run: RunContext, reason: str) -> None:
@@ -126,11 +138,23 @@ def journal_result(run: RunContext, result: CheckResult) -> None:
     A failed scrape is an ``error`` check, so a target that cannot be read never
     leaves the run's status ``ok``.
     """
+    if result.read_only:
+        run.note(f"alert check read-only: {result.read_only}", read_only=True)
     if result.scrape_error:
         run.check(
             "alert metrics scrape",
             "error",
             summary=f"every signal but up has no value: {result.scrape_error}",
+        )
+    elif result.vanished:
+        names = ", ".join(result.vanished)
+        run.check(
+            "alert metrics scrape",
+            "warn",
+            observed=names,
+            expected="every metric family of the previous scrape",
+            summary=f"absent from this scrape but in the previous one: {names};"
+            " the signals computed from them have no value",
         )
     for status in result.rules:
         rule = status.rule
@@ -157,7 +181,7 @@ def rule_summary(status: RuleStatus, result: CheckResult) -> str:
     rule = status.rule
     text = f"{status.state.value}: {rule.signal.value}"
     if status.value is None:
-        text += f" no value, {missing_reason(rule.signal, result.scrape_error)}"
+        text += f" no value, {result.missing_reason(rule.signal)}"
     else:
         text += f" {rule_quantity(rule, status.value)}"
     if status.since is not None:
@@ -179,7 +203,7 @@ def transition_text(change: AlertTransition, result: CheckResult) -> str:
         duration = change.duration_seconds
         after = "" if duration is None else f" after {duration_text(duration)}"
         if change.value is None:
-            reason = missing_reason(rule.signal, result.scrape_error)
+            reason = result.missing_reason(rule.signal)
             return f"{head} resolved{after}: no value, {reason}"
         return f"{head} resolved{after} (now {rule_quantity(rule, change.value)})"
     since = change.time if change.since is None else change.since
@@ -215,7 +239,7 @@ def transition_fields(change: AlertTransition, result: CheckResult) -> dict[str,
     if change.transition == "resolved":
         fields["duration_s"] = change.duration_seconds
     if change.value is None:
-        fields["reason"] = missing_reason(rule.signal, result.scrape_error)
+        fields["reason"] = result.missing_reason(rule.signal)
     return fields
 
 

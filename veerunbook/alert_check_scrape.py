@@ -7,14 +7,17 @@ check scrapes once. The first check, or one after a gap, scrapes twice
 
 A scrape counts as failed unless it contains at least one metric family that the
 rules read, so a target that responds with some other text (an HTML page, a stub
-``up 1``) is treated as down rather than as healthy with no data.
+``up 1``) is treated as down rather than as healthy with no data. A family that the
+rules read and the scrape lacks is not zero traffic: the signals computed from it
+have no value, with the reason ``<family> absent from the scrape``, and a family
+that the previous scrape had is named in ``Measurement.vanished``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from veerunbook.alert_promql import (
@@ -43,6 +46,17 @@ if TYPE_CHECKING:
 RULE_METRICS = (REQUESTS, DURATION_BUCKETS, BLOCKED_IPS_COUNTER, HEAP_USED, HEAP_LIMIT)
 POOL_METRIC_PREFIX = "database_connections"
 
+# The signals computed from each family the rules read, by sample name. A name that
+# ends in "*" stands for every sample name with that prefix.
+FAMILY_SIGNALS: dict[str, tuple[Signal, ...]] = {
+    REQUESTS: (Signal.ERROR_RATE, Signal.AVAILABILITY),
+    DURATION_BUCKETS: (Signal.P95_MS,),
+    BLOCKED_IPS_COUNTER: (Signal.BLOCKED_IPS_PER_MIN,),
+    HEAP_USED: (Signal.MEMORY_RATIO,),
+    HEAP_LIMIT: (Signal.MEMORY_RATIO,),
+    POOL_METRIC_PREFIX + "*": (Signal.POOL_UTILISATION,),
+}
+
 
 class CheckContext(Protocol):
     """The part of an alert check's context that scraping reads."""
@@ -61,12 +75,17 @@ class Measurement:
 
     ``body`` is the latest exposition (None after a failed scrape), and
     ``window_seconds`` the span between the two scrapes the window signals cover.
+    ``vanished`` names the families that the previous scrape had and the latest
+    lacks, and ``reasons`` gives why a signal has no value when a family it is
+    computed from is absent.
     """
 
     values: dict[Signal, float | None]
     body: str | None
     error: str | None
     window_seconds: float | None
+    vanished: tuple[str, ...] = ()
+    reasons: dict[Signal, str] = field(default_factory=dict)
 
 
 def measure_signals(
@@ -95,7 +114,13 @@ def measure_signals(
         return Measurement(_nothing(), None, error, None)
     values = signal_values(before, after)
     values[Signal.UP] = 1.0
-    return Measurement(values, body, None, window)
+    vanished = tuple(
+        family
+        for family in FAMILY_SIGNALS
+        if has_family(before, family) and not has_family(after, family)
+    )
+    reasons = absent_reasons(after, values)
+    return Measurement(values, body, None, window, vanished, reasons)
 
 
 def _scrape(
@@ -140,6 +165,33 @@ def has_rule_metrics(scrape: Scrape) -> bool:
         if sample.name in RULE_METRICS or sample.name.startswith(POOL_METRIC_PREFIX):
             return True
     return False
+
+
+def has_family(scrape: Scrape, family: str) -> bool:
+    """Return whether ``scrape`` has a sample of ``family``, a key of
+    ``FAMILY_SIGNALS``."""
+    if family.endswith("*"):
+        prefix = family.removesuffix("*")
+        return any(sample.name.startswith(prefix) for sample in scrape.samples)
+    return bool(scrape.find(family))
+
+
+def absent_reasons(
+    scrape: Scrape, values: dict[Signal, float | None]
+) -> dict[Signal, str]:
+    """Return ``<family> absent from the scrape`` for each signal without a value
+    that is computed from a family ``scrape`` lacks."""
+    absent: dict[Signal, list[str]] = {}
+    for family, signals in FAMILY_SIGNALS.items():
+        if has_family(scrape, family):
+            continue
+        for signal in signals:
+            if values.get(signal) is None:
+                absent.setdefault(signal, []).append(family)
+    return {
+        signal: f"{' and '.join(families)} absent from the scrape"
+        for signal, families in absent.items()
+    }
 
 
 def _nothing() -> dict[Signal, float | None]:

@@ -94,6 +94,8 @@ class AlertCheck:
         result = self.result
         if result.skipped:
             return Nothing(f"CHECK SKIPPED, nothing evaluated: {result.skipped}")
+        if result.read_only:
+            print(f"read-only check: {result.read_only}")
         window = result.window_seconds
         moment = datetime.fromtimestamp(result.time, UTC)
         return frame(
@@ -154,7 +156,7 @@ class AlertCheck:
         The check passes when the message was sent, and warns when it was not sent
         (``send`` false or no webhook URL). It is an error when sending failed, and
         then the lines stay queued for the next check. It is skipped when there was
-        nothing to send.
+        nothing to send, and after a read-only check, which sends nothing.
         """
         result = self.result
         run = self.session.run
@@ -163,6 +165,10 @@ class AlertCheck:
         if result is None or result.skipped:
             run.check("alert notification", "skip", summary=_NOT_EVALUATED)
             return Nothing(_NOT_EVALUATED)
+        if result.read_only:
+            summary = f"nothing sent: {result.read_only}"
+            run.check("alert notification", "skip", summary=summary)
+            return Nothing(summary)
         table: pd.DataFrame | Nothing = Nothing(_NO_TRANSITION)
         if result.transitions:
             table = frame([transition_row(change) for change in result.transitions])

@@ -102,13 +102,15 @@ def counter_increase(before: Scrape | None, after: Scrape, name: str) -> float |
     Each series, identified by its labels, gets the increase of
     ``veerunbook.metrics_window.increase``, and the increases are summed, as
     Prometheus sums per-series ``increase()`` results. A series that decreased was
-    reset and counts its new value. A series absent from ``before`` counts its whole
-    value, as in ``error_rate``, because an exporter creates a labelled series at
-    its first increment. After a process restart every series counts from 0. A
-    series absent from ``after`` contributes nothing. In each scrape a duplicate
-    series keeps its first sample, and a series whose sample is NaN or infinite is
-    left out. Returns None without ``before``, when ``after`` has no finite series
-    of ``name``, or when the sum is not finite.
+    reset and counts its new value. A series absent from ``before`` counts from its
+    first sample and contributes 0, as Prometheus's ``increase()`` gives nothing
+    for a series' first sample. Otherwise a relabelled series, or one that returns
+    after it was missing from a scrape, would count its whole value as new. After a
+    process restart (``veerunbook.metrics_window.detect_restart``) every series
+    counts from 0, a new one too. A series absent from ``after`` contributes
+    nothing. In each scrape a duplicate series keeps its first sample, and a series
+    whose sample is NaN or infinite is left out. Returns None without ``before``,
+    when ``after`` has no finite series of ``name``, or when the sum is not finite.
     """
     if before is None:
         return None
@@ -119,7 +121,10 @@ def counter_increase(before: Scrape | None, after: Scrape, name: str) -> float |
     restarted = detect_restart(before, after) is not None
     total = 0.0
     for key, value in later.items():
-        count, _ = increase(earlier.get(key), value, restarted)
+        previous = earlier.get(key)
+        if previous is None and not restarted:
+            continue
+        count, _ = increase(previous, value, restarted)
         total += count
     return finite_or_none(total)
 

@@ -9,27 +9,26 @@ its transition's line are committed in one transaction, so a notification lost o
 way (a hanging or failing webhook, a killed process) is sent by a later check. The
 rule-state and outbox tables and their SQL are in ``veerunbook.alert_outbox``.
 
-Every SQLite or file system failure is raised as ``StoreError`` with the path.
+Every SQLite or file system failure is raised as ``StoreError`` with the path
+(``veerunbook.alert_store_errors``).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
-import re
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Concatenate, ParamSpec, TypeVar
 
 from veerunbook import alert_outbox
 from veerunbook.alert_eval import SignalSample
 from veerunbook.alert_outbox import OutboxEntry, RuleState
 from veerunbook.alert_rules import Signal
-from veerunbook.errors import StoreError, UsageError
+from veerunbook.alert_store_errors import guarded
+from veerunbook.alert_store_path import store_path, target_slug
+from veerunbook.errors import UsageError
 
 __all__ = [
     "DEFAULT_RETENTION_SECONDS",
@@ -38,6 +37,7 @@ __all__ = [
     "RuleState",
     "SampleStore",
     "StoredScrape",
+    "StoredSpan",
     "store_path",
     "target_slug",
 ]
@@ -70,7 +70,6 @@ CREATE TABLE IF NOT EXISTS scrapes (
 """,
     *alert_outbox.STATE_SCHEMA,
 )
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -81,58 +80,14 @@ class StoredScrape:
     body: str
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+@dataclass(frozen=True)
+class StoredSpan:
+    """Stored checks within a span of time: how many sample times, and the first
+    and last of them (Unix seconds)."""
 
-# Fixes named in a StoreError. After a damaged file is moved aside, the next check
-# creates a new, empty store.
-_FIX_DAMAGED = "Move the file aside; the next check starts a new store"
-_FIX_ACCESS = (
-    "Make its folder writable with free space, or move the file aside;"
-    " the next check starts a new store"
-)
-
-
-def _store_error(path: Path, error: sqlite3.Error | OSError) -> StoreError:
-    damaged = isinstance(error, sqlite3.DatabaseError) and not isinstance(
-        error, sqlite3.OperationalError
-    )
-    reason = str(error) or error.__class__.__name__
-    if isinstance(error, OSError):
-        reason = f"{error.strerror or error.__class__.__name__}: {error.filename}"
-    return StoreError(str(path), reason, _FIX_DAMAGED if damaged else _FIX_ACCESS)
-
-
-def _guarded(
-    method: Callable[Concatenate[SampleStore, _P], _R],
-) -> Callable[Concatenate[SampleStore, _P], _R]:
-    """Raise a store method's SQLite or OSError failure as ``StoreError``."""
-
-    @functools.wraps(method)
-    def wrapper(store: SampleStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(store, *args, **kwargs)
-        except (sqlite3.Error, OSError) as error:
-            logger.debug("sample store %s failed: %s", store.path, error)
-            raise _store_error(store.path, error) from error
-
-    return wrapper
-
-
-def target_slug(target_name: str) -> str:
-    """Return a folder name for ``target_name``: safe characters plus a short hash.
-
-    Characters other than letters, digits and ``-_.`` become ``-``. The first 8 hex
-    digits of the name's SHA-256 keep two names that map to the same text apart.
-    """
-    digest = hashlib.sha256(target_name.encode("utf-8")).hexdigest()[:8]
-    readable = _UNSAFE.sub("-", target_name).strip("-.")[:60] or "target"
-    return f"{readable}-{digest}"
-
-
-def store_path(archive: Path, target_name: str) -> Path:
-    """Return the path of ``target_name``'s sample database under ``archive``."""
-    return archive / "alerts" / target_slug(target_name) / "samples.sqlite3"
+    checks: int
+    first: float
+    last: float
 
 
 class SampleStore:
@@ -146,7 +101,7 @@ class SampleStore:
         self.path = store_path(archive, target_name)
         self._open()
 
-    @_guarded
+    @guarded
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(
@@ -161,7 +116,7 @@ class SampleStore:
             raise
         logger.debug("opened sample store %s", self.path)
 
-    @_guarded
+    @guarded
     def append(self, time: float, values: Mapping[Signal, float | None]) -> None:
         """Insert one scrape's signal values at ``time`` (Unix seconds) atomically.
 
@@ -187,7 +142,7 @@ class SampleStore:
             raise
         self._connection.execute("COMMIT")
 
-    @_guarded
+    @guarded
     def read(self, signal: Signal, start: float, end: float) -> list[SignalSample]:
         """Return the samples of ``signal`` with start <= time <= end, oldest first."""
         cursor = self._connection.execute(
@@ -197,7 +152,7 @@ class SampleStore:
         )
         return [SignalSample(time, value) for time, value in cursor.fetchall()]
 
-    @_guarded
+    @guarded
     def has_samples_at(self, time: float) -> bool:
         """Return whether a scrape at ``time`` is already stored."""
         row = self._connection.execute(
@@ -205,7 +160,7 @@ class SampleStore:
         ).fetchone()
         return row is not None
 
-    @_guarded
+    @guarded
     def prune(self, before: float) -> int:
         """Delete the samples older than ``before`` (Unix seconds); return how many."""
         cursor = self._connection.execute(
@@ -215,7 +170,7 @@ class SampleStore:
             logger.debug("pruned %d samples older than %s", cursor.rowcount, before)
         return cursor.rowcount
 
-    @_guarded
+    @guarded
     def save_scrape(self, time: float, body: str) -> None:
         """Store an exposition body scraped at ``time``, keeping the newest few."""
         self._connection.execute("BEGIN IMMEDIATE")
@@ -234,7 +189,7 @@ class SampleStore:
             raise
         self._connection.execute("COMMIT")
 
-    @_guarded
+    @guarded
     def last_scrape(self, before: float) -> StoredScrape | None:
         """Return the newest stored scrape taken before ``before``, if any."""
         row = self._connection.execute(
@@ -243,23 +198,56 @@ class SampleStore:
         ).fetchone()
         return None if row is None else StoredScrape(row[0], row[1])
 
-    @_guarded
+    @guarded
     def rule_states(self) -> dict[str, RuleState]:
         """Return each rule's last stored alert state, by rule name."""
         return alert_outbox.read_rule_states(self._connection)
 
-    @_guarded
+    @guarded
     def set_rule_state(self, state: RuleState) -> None:
         """Store ``state`` as its rule's last journaled state."""
         alert_outbox.write_rule_state(self._connection, state)
 
-    @_guarded
-    def newest_time(self) -> float | None:
-        """Return the time of the newest stored sample, None when there is none."""
-        row = self._connection.execute("SELECT max(time) FROM samples").fetchone()
+    @guarded
+    def newest_time(self, at_most: float | None = None) -> float | None:
+        """Return the time of the newest stored sample, None when there is none.
+
+        With ``at_most`` (Unix seconds), samples after that time are left out.
+        """
+        limit = float("inf") if at_most is None else at_most
+        row = self._connection.execute(
+            "SELECT max(time) FROM samples WHERE time <= ?", (limit,)
+        ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    @_guarded
+    @guarded
+    def span_after(self, after: float) -> StoredSpan | None:
+        """Return the checks whose samples are stored after ``after``, if any."""
+        row = self._connection.execute(
+            "SELECT count(DISTINCT time), min(time), max(time) FROM samples"
+            " WHERE time > ?",
+            (after,),
+        ).fetchone()
+        if row is None or not row[0]:
+            return None
+        return StoredSpan(int(row[0]), float(row[1]), float(row[2]))
+
+    @guarded
+    def delete_after(self, after: float) -> StoredSpan | None:
+        """Delete the samples and scrapes stored after ``after`` in one transaction;
+        return the checks whose samples were deleted, if any."""
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            span = self.span_after(after)
+            self._connection.execute("DELETE FROM samples WHERE time > ?", (after,))
+            self._connection.execute("DELETE FROM scrapes WHERE time > ?", (after,))
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+        return span
+
+    @guarded
     def commit_states(
         self, states: Sequence[RuleState], lines: Sequence[tuple[float, str]]
     ) -> None:
@@ -269,17 +257,17 @@ class SampleStore:
         """
         alert_outbox.commit_states(self._connection, states, lines)
 
-    @_guarded
+    @guarded
     def outbox(self) -> list[OutboxEntry]:
         """Return the queued notification lines, oldest first."""
         return alert_outbox.read_outbox(self._connection)
 
-    @_guarded
+    @guarded
     def delete_outbox(self, ids: Iterable[int]) -> None:
         """Delete the outbox entries ``ids``, once sent or dropped."""
         alert_outbox.delete_outbox(self._connection, ids)
 
-    @_guarded
+    @guarded
     def journal_mode(self) -> str:
         """Return SQLite's journal mode of the open database, ``wal`` once opened."""
         row = self._connection.execute("PRAGMA journal_mode").fetchone()

@@ -1,4 +1,4 @@
-"""Slack-compatible webhook notifications: build, send with one retry, journal.
+"""Slack-compatible webhook notifications: build, send, journal.
 
 A message is the JSON object ``{"channel": ..., "text": ...}`` that Slack's incoming
 webhooks and compatible receivers (Mattermost, Rocket.Chat) accept. The webhook URL
@@ -7,7 +7,9 @@ environment variable that the configuration's ``notify_webhook_env`` names and n
 appears in a message, log line or journal entry.
 
 ``send_outbox`` sends the alert check's queued lines at least once: a line leaves the
-store's outbox only after the webhook accepted the message that carried it.
+store's outbox only after the webhook accepted the message that carried it. A POST is
+repeated at once only when it surely did not reach the webhook, so a webhook that
+responds late or fails receives each message once per check.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ _log = logging.getLogger("veerunbook.notify")
 
 # Seconds one POST may take in all, so a hanging receiver cannot stall a procedure.
 NOTIFY_TIMEOUT_SECONDS = 5.0
-# One retry after a network error or an HTTP 429 or 5xx response.
+# One retry after a connect error or connect timeout, when the request surely did
+# not reach the webhook.
 NOTIFY_ATTEMPTS = 2
 # Limits of the alert outbox, our choice: a line unsent for a day no longer helps the
 # on-call engineer, and one message carries at most 50 lines. The oldest lines beyond
@@ -75,28 +78,34 @@ def post_message(
     timeout: float = NOTIFY_TIMEOUT_SECONDS,
     attempts: int = NOTIFY_ATTEMPTS,
 ) -> Delivery:
-    """POST ``message`` as JSON to ``url``, retrying once; never raises.
+    """POST ``message`` as JSON to ``url``; never raises.
 
-    An HTTP 2xx response counts as sent. A network error, an HTTP 429 or a 5xx
-    response is retried until ``attempts`` are used up, and any other is final. The
-    outcome names the error class or HTTP status only, because httpx puts the URL
-    into its error messages.
+    An HTTP 2xx response counts as sent. A connect error or connect timeout is
+    retried until ``attempts`` are used up, because the request surely did not
+    reach the webhook. Any other failure is final: after a read timeout, an HTTP
+    429 or a 5xx response the webhook may have taken the message, so a second
+    POST now could deliver it twice, and the caller keeps it for later. The
+    outcome names the error class or HTTP status only, because httpx puts the
+    URL into its error messages.
     """
     outcome = "sending failed: no attempt made"
     for attempt in range(1, max(1, attempts) + 1):
         try:
             response = httpx.post(url, json=message, timeout=timeout)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             outcome = f"sending failed: {exc.__class__.__name__}"
             _log.warning("webhook attempt %d of %d: %s", attempt, attempts, outcome)
             continue
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            outcome = f"sending failed: {exc.__class__.__name__}"
+            _log.warning("webhook attempt %d of %d: %s", attempt, attempts, outcome)
+            return Delivery(False, outcome, attempt)
         code = response.status_code
         if 200 <= code < 300:
             return Delivery(True, f"sent, webhook answered HTTP {code}", attempt)
         outcome = f"sending failed: webhook answered HTTP {code}"
         _log.warning("webhook attempt %d of %d: %s", attempt, attempts, outcome)
-        if code != 429 and code < 500:
-            return Delivery(False, outcome, attempt)
+        return Delivery(False, outcome, attempt)
     return Delivery(False, outcome, max(1, attempts))
 
 
@@ -134,12 +143,20 @@ class OutboxDelivery:
 
 
 def send_outbox(
-    store: SampleStore, *, now: float, channel: str, url: str, run: _NoteTaker
+    store: SampleStore,
+    *,
+    now: float,
+    channel: str,
+    url: str,
+    run: _NoteTaker,
+    timeout: float = NOTIFY_TIMEOUT_SECONDS,
 ) -> OutboxDelivery | None:
     """Send every queued line in one message; delete them once the webhook accepts.
 
     Lines queued before ``now`` (Unix seconds) are marked as delayed with their
-    transition's time. Returns None when the outbox is empty.
+    transition's time. A message that was not accepted in ``timeout`` seconds
+    leaves its lines queued, so a webhook that accepted it late receives them
+    again at the next check. Returns None when the outbox is empty.
     """
     entries = _drop_stale(store, store.outbox(), now, run)
     if not entries:
@@ -148,7 +165,7 @@ def send_outbox(
     lines = [_delayed_line(entry) for entry in delayed]
     lines += [entry.text for entry in entries if entry.time >= now]
     message = build_message(channel, "\n".join(lines))
-    delivery = post_message(url, message)
+    delivery = post_message(url, message, timeout=timeout)
     pending = len(entries)
     if delivery.sent:
         store.delete_outbox(entry.id for entry in entries)
