@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument(
         "--archive", help="archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)"
     )
+    timeline.add_argument(
+        "--notebooks",
+        action="store_true",
+        help="with --format html: also write <notebook stem>.html beside each run "
+        "notebook that has no HTML copy yet, journal it and link it from the page",
+    )
 
     _add_response(commands)
 

@@ -276,6 +276,7 @@ def _timeline(args: argparse.Namespace, config: Config, redactor: Redactor) -> i
     from veerunbook.timeline_render import render_csv, render_html, render_markdown
 
     folder = incident_dir(archive_root(args.archive), args.incident)
+    failures = _timeline_notebooks(args, folder, redactor)
     timeline = build_timeline(folder)
     output = args.output
     if output is None and args.format == "html":
@@ -294,7 +295,23 @@ def _timeline(args: argparse.Namespace, config: Config, redactor: Redactor) -> i
         folder, output, data, report="timeline", fmt=args.format, redactor=redactor
     )
     print(path)
-    return 0
+    return 1 if failures else 0
+
+
+def _timeline_notebooks(
+    args: argparse.Namespace, folder: Path, redactor: Redactor
+) -> int:
+    """Write the missing HTML copies of run notebooks for ``--notebooks`` and return
+    how many failed to convert."""
+    from veerunbook.incident import load_incident
+    from veerunbook.report_html import print_pages, render_run_notebooks
+
+    if not args.notebooks:
+        return 0
+    if args.format != "html":
+        raise UsageError("--notebooks needs --format html, the page that links them")
+    load_incident(folder)  # an unknown incident is a usage error, as without it
+    return print_pages(render_run_notebooks(folder, redactor), sys.stdout, sys.stderr)
 
 
 def _ack(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:

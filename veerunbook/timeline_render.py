@@ -25,6 +25,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left;
   vertical-align: top; font-size: 0.9em; }
 th { background: #eee; }
+td.when { white-space: nowrap; }
 tr.fail td, tr.error td, tr.failed td, tr.unfinished td { background: #fde8e8; }
 tr.warn td { background: #fff6da; }
 img { max-width: 100%; }
@@ -138,8 +139,8 @@ def _html_table(events: list[TimelineEvent], folder: Path, base: Path) -> str:
         status = event.status or ""
         css = html.escape(status, quote=True)
         rows.append(
-            f'<tr class="{css}"><td>{html.escape(event.time[:10])}</td>'
-            f"<td>{html.escape(_clock(event.time))}</td>"
+            f'<tr class="{css}"><td class="when">{html.escape(event.time[:10])}</td>'
+            f'<td class="when">{html.escape(_clock(event.time))}</td>'
             f"<td>{html.escape(event.kind)}</td>"
             f"<td>{html.escape(event.summary)}</td>"
             f"<td>{html.escape(status)}</td>"
@@ -154,17 +155,23 @@ def _html_links(event: TimelineEvent, folder: Path, base: Path) -> str:
     if not event.link:
         return ""
     relative = PurePosixPath(event.link)
-    links = [_anchor(base, relative, relative.name)]
-    if relative.suffix == ".ipynb":
-        copy = relative.with_suffix(".html")
-        if (folder / copy).is_file():
-            links.append(_anchor(base, copy, "HTML"))
+    if relative.suffix != ".ipynb":
+        return _anchor(base, relative, relative.name)
+    # A run notebook: short labels keep the column narrow, and the file names are
+    # in the tooltips.
+    links = [_anchor(base, relative, "ipynb", title=relative.name)]
+    copy = relative.with_suffix(".html")
+    if (folder / copy).is_file():
+        links.append(_anchor(base, copy, "HTML", title=copy.name))
     return " ".join(links)
 
 
-def _anchor(base: Path, relative: PurePosixPath, text: str) -> str:
+def _anchor(
+    base: Path, relative: PurePosixPath, text: str, *, title: str | None = None
+) -> str:
     href = (PurePosixPath(base.as_posix()) / relative).as_posix()
-    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
+    tip = f' title="{html.escape(title)}"' if title else ""
+    return f'<a href="{html.escape(href)}"{tip}>{html.escape(text)}</a>'
 
 
 def _by_date(events: list[TimelineEvent]) -> Iterator[tuple[str, list[TimelineEvent]]]:
