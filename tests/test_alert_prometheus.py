@@ -72,7 +72,8 @@ def test_counter_promql_is_step_increase() -> None:
     expression = signal_promql(Signal.BLOCKED_IPS_PER_MIN, step="15s")
     assert expression == (
         "sum((security_blocked_ips_total - security_blocked_ips_total offset 15s)"
-        " >= 0 or (security_blocked_ips_total and on (job, instance) up offset 15s))"
+        " >= 0 or (security_blocked_ips_total and security_blocked_ips_total"
+        " offset 15s))"
     )
 
 

@@ -331,6 +331,9 @@ def test_secrets_never_archived(
     assert outcome.status == "failed"
     files = _files(archive)
     assert outcome.notebook.with_suffix(".html") in files
+    page = outcome.notebook.with_suffix(".html").read_text(encoding="utf-8")
+    # The archived copy must open offline: no script loaded from a CDN.
+    assert "<script src=" not in page
     for path in files:
         text = path.read_text(encoding="utf-8", errors="replace")
         for secret in LEAKED_FORMS:

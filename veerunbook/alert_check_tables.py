@@ -13,7 +13,6 @@ from veerunbook.alert_rules import COUNTER_SIGNALS, Signal
 from veerunbook.alert_units import (
     clock_text,
     duration_text,
-    missing_reason,
     rule_quantity,
     rule_value_text,
     signal_value_text,
@@ -42,9 +41,7 @@ def signals_table(result: CheckResult | None) -> pd.DataFrame | Nothing:
                 "value": NO_VALUE if shown is None else shown,
                 "unit": unit,
                 "increase": _increase_text(signal, result.rules),
-                "reason": ""
-                if value is not None
-                else missing_reason(signal, result.scrape_error),
+                "reason": "" if value is not None else result.missing_reason(signal),
             }
         )
     return frame(rows)
@@ -74,7 +71,7 @@ def rules_table(result: CheckResult | None) -> pd.DataFrame | Nothing:
                 "since": "" if since is None else clock_text(since),
                 "reason": ""
                 if value is not None
-                else missing_reason(rule.signal, result.scrape_error),
+                else result.missing_reason(rule.signal),
             }
         )
     return frame(rows)

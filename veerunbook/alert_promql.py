@@ -108,23 +108,19 @@ def counter_step_increase(name: str, step: str, selector: str = "") -> str:
     """Return counter ``name``'s increase over the last ``step``, summed over series.
 
     Each series counts its value minus its value ``step`` earlier, or after a
-    decrease (a counter reset) its new value. A series that is new within the step
-    counts its whole value, but only where its target has an ``up`` sample ``step``
-    earlier, so that the first scrape of a target adds nothing. This is
+    decrease (a counter reset) its new value. A series without a value ``step``
+    earlier (new, relabelled or returning) adds nothing, as its first sample adds
+    nothing to Prometheus's ``increase()``. This is
     ``veerunbook.alert_signals.counter_increase`` between two scrapes, except after
-    a process restart: there a series that did not decrease counts its difference,
-    as in Prometheus's ``increase()``, not its whole value.
+    a process restart, where the embedded check counts every series from 0 and this
+    expression counts a series that did not decrease by its difference.
     """
     # Not increase(counter[step]): with a step as long as the scrape interval the
     # range often contains one sample, and increase() then returns no value (tested
     # with Prometheus 2.42 scraping every second). Nothing is extrapolated here.
     counter = vector(name, selector)
     earlier = f"{counter} offset {step}"
-    scraped_earlier = f"{vector('up', selector)} offset {step}"
-    return (
-        f"sum(({counter} - {earlier}) >= 0"
-        f" or ({counter} and on (job, instance) {scraped_earlier}))"
-    )
+    return f"sum(({counter} - {earlier}) >= 0 or ({counter} and {earlier}))"
 
 
 def target_up(selector: str = "") -> str:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
@@ -163,15 +162,10 @@ def notebook_json(nb: Mapping[str, Any]) -> str:
 
 
 def notebook_html(nb: Mapping[str, Any]) -> str:
-    """Render the notebook as a standalone HTML page with nbconvert."""
-    from nbconvert import HTMLExporter  # imported here because it loads slowly
+    """Render the notebook as a standalone HTML page that loads nothing external."""
+    from veerunbook.report_html import notebook_html as render
 
-    # Reading through nbformat joins the line lists of the on-disk format.
-    node = nbformat.reads(notebook_json(nb), as_version=4)  # type: ignore[no-untyped-call]
-    exporter = HTMLExporter()  # type: ignore[no-untyped-call]
-    body, _ = exporter.from_notebook_node(node)
-    assert isinstance(body, str)
-    return body
+    return render(nb)
 
 
 def write_archive(
