@@ -31,11 +31,21 @@ def test_acknowledged_by_is_journaled(archive: Path) -> None:
     assert event["acknowledged_at"] is not None
 
 
-def test_repeated_ack_journals_nothing(archive: Path) -> None:
-    open_or_update(archive, "INC-1", acknowledge=True, acknowledged_by="ana")
+def test_repeated_ack_journals_person(archive: Path) -> None:
+    first = open_or_update(archive, "INC-1", acknowledge=True, acknowledged_by="ana")
     count = len(Journal(archive / "INC-1").events())
-    open_or_update(archive, "INC-1", acknowledge=True, acknowledged_by="bo")
-    assert len(Journal(archive / "INC-1").events()) == count
+    again = open_or_update(archive, "INC-1", acknowledge=True, acknowledged_by="bo")
+    events = Journal(archive / "INC-1").events()
+    assert len(events) == count + 1
+    assert events[-1]["acknowledged_by"] == "bo"
+    # incident.json keeps the first acknowledgement's time.
+    assert again.acknowledged_at == first.acknowledged_at
+
+
+def test_ack_after_automatic_journals_person(archive: Path) -> None:
+    open_or_update(archive, "INC-1", acknowledge=True)
+    open_or_update(archive, "INC-1", acknowledge=True, acknowledged_by="ana")
+    assert last_event(archive)["acknowledged_by"] == "ana"
 
 
 def test_escalate_journals_role_and_responder(archive: Path) -> None:
@@ -87,13 +97,29 @@ def test_cli_ack_defaults_to_os_user(
     assert last_event(archive)["acknowledged_by"] == "oncall-7"
 
 
-def test_cli_ack_again_says_already(
+def test_cli_ack_again_names_first(
     archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["ack", "INC-1", "--by", "ana", "--archive", str(archive)])
     main(["ack", "INC-1", "--by", "bo", "--archive", str(archive)])
     output = capsys.readouterr().out.splitlines()[-1]
-    assert output.startswith("INC-1 was already acknowledged by ana at ")
+    assert output.startswith("INC-1 acknowledged by bo; first acknowledged by ana at ")
+
+
+def test_cli_resolve_records_person(
+    archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["resolve", "INC-1", "--by", "ana", "--archive", str(archive)]) == 0
+    assert last_event(archive)["resolved_by"] == "ana"
+    assert capsys.readouterr().out.startswith("INC-1 resolved at ")
+
+
+def test_cli_resolve_unknown_incident_exits_2(
+    archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["resolve", "INC-9", "--archive", str(archive)]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert not (archive / "INC-9").exists()
 
 
 def test_cli_ack_unknown_incident_exits_2(

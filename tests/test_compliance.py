@@ -204,13 +204,28 @@ def test_acknowledgement_reaches_oncall_step() -> None:
     assert oncall.reached_by == "acknowledged by ana"
 
 
-def test_note_reaches_step_without_role() -> None:
+def test_ack_reaches_step_without_role_first() -> None:
     line = timeline(
         [(0, "P1")], acked=60, resolved=3600, events=[event(90, "note", text="x")]
     )
     investigation = step(assessed(line), None, "investigation")
     assert investigation.status == MET
+    assert investigation.reached_at == at(60)
+
+
+def test_note_reaches_step_only_automatically() -> None:
+    line = timeline([(0, "P1")], resolved=3600, events=[event(90, "note", text="x")])
+    investigation = step(assessed(line), None, "investigation")
     assert investigation.reached_at == at(90)
+    assert str(investigation.reached_by).startswith("only automatically")
+
+
+def test_unnamed_ack_is_automatic() -> None:
+    line = timeline([(0, "P1")], resolved=3600, events=[event(30, "acknowledged")])
+    line.incident.acknowledged_at = at(30)
+    ack = assessed(line).acknowledgement
+    assert ack.automatic_at == at(30)
+    assert ack.acknowledged_by is None
 
 
 def test_elapsed_text_minutes_and_seconds() -> None:

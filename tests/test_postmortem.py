@@ -141,7 +141,10 @@ def run(status: str) -> RunSummary:
 def hand_draft(
     events: list[TimelineEvent], resolved: float | None = 90.0, status: str = "ok"
 ) -> str:
-    line = Timeline(incident(resolved), events, [run(status)])
+    # A person acknowledged at minute 5, the time incident.json records.
+    acked = event(5, "acknowledged", acknowledged_by="ana")
+    ordered = sorted([acked, *events], key=lambda item: item.time)
+    line = Timeline(incident(resolved), ordered, [run(status)])
     return draft(line, assess(line, now=NOW))
 
 
@@ -264,3 +267,26 @@ def test_follow_ups_due_from_resolution() -> None:
 
 def test_follow_ups_without_resolution() -> None:
     assert "which is not recorded yet" in hand_draft([], resolved=None)
+
+
+def test_cli_postmortem_keeps_edited_draft(
+    drills: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["postmortem", "DRILL-error-spike", "--archive", str(drills)]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    path.write_text(path.read_text() + "\nRoot cause: a reviewer's words.\n")
+    assert main(["postmortem", "DRILL-error-spike", "--archive", str(drills)]) == 2
+    assert "a reviewer's words" in path.read_text()
+    assert "--force" in capsys.readouterr().err
+
+
+def test_cli_postmortem_force_overwrites(
+    drills: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["postmortem", "DRILL-attack", "--archive", str(drills)]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    path.write_text("edited\n")
+    args = ["postmortem", "DRILL-attack", "--archive", str(drills), "--force"]
+    assert main(args) == 0
+    assert path.read_text().startswith("# Post-mortem: ")
+    assert verify(drills / "DRILL-attack").ok

@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="verify an incident's journal chain")
     verify.add_argument("incident", help="incident id")
-    verify.add_argument("--archive", help="archive root (default: ./outputs)")
+    verify.add_argument(
+        "--archive", help="archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)"
+    )
 
     timeline = commands.add_parser(
         "timeline", help="print or write an incident's timeline"
@@ -225,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_response(commands: argparse._SubParsersAction[_Parser]) -> None:
-    """Add ``ack``, ``escalate`` and ``postmortem``: the responders' records."""
+    """Add ``ack``, ``escalate``, ``resolve`` and ``postmortem``: the responders'
+    records."""
     archive_help = "archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)"
     ack = commands.add_parser("ack", help="acknowledge an incident")
     ack.add_argument("incident", help="incident id")
@@ -248,6 +251,13 @@ def _add_response(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     escalate.add_argument("--archive", help=archive_help)
 
+    resolve = commands.add_parser("resolve", help="record that an incident is resolved")
+    resolve.add_argument("incident", help="incident id")
+    resolve.add_argument(
+        "--by", metavar="NAME", help="responder (default: the OS user)"
+    )
+    resolve.add_argument("--archive", help=archive_help)
+
     postmortem = commands.add_parser(
         "postmortem", help="write a blameless post-mortem draft from the journal"
     )
@@ -259,6 +269,11 @@ def _add_response(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="FILE",
         help="file to write, replaced atomically (default: "
         "<incident>/reports/postmortem.md)",
+    )
+    postmortem.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the draft even when it was edited since it was last written",
     )
     postmortem.add_argument("--archive", help=archive_help)
 

@@ -52,6 +52,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "timeline": _timeline,
         "ack": _ack,
         "escalate": _escalate,
+        "resolve": _resolve,
         "postmortem": _postmortem,
         "drill": _drill,
         "simulate": _simulate,
@@ -319,30 +320,56 @@ def _ack(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
     from veerunbook.incident import archive_root, incident_dir, open_or_update
 
     archive = archive_root(args.archive)
-    before = _existing_incident(archive, args.incident).acknowledged_at
+    _existing_incident(archive, args.incident)
     by = args.by if args.by is not None else _os_user()
     open_or_update(
         archive, args.incident, acknowledge=True, acknowledged_by=by, redactor=redactor
     )
-    print(redactor.mask(_ack_line(incident_dir(archive, args.incident), before)))
+    print(redactor.mask(_ack_line(incident_dir(archive, args.incident), by)))
     return 0
 
 
-def _ack_line(folder: Path, before: str | None) -> str:
+def _ack_line(folder: Path, by: str) -> str:
     from veerunbook.compliance import assess, elapsed_text, time_text
+    from veerunbook.incident import check_person
     from veerunbook.timeline import build_timeline
 
     timeline = build_timeline(folder)
     ack = assess(timeline).acknowledgement
-    incident = timeline.incident
-    head = "was already acknowledged" if before else "acknowledged"
-    who = f" by {ack.acknowledged_by}" if ack.acknowledged_by else ""
-    line = f"{incident.id} {head}{who} at {time_text(incident.acknowledged_at)}"
+    line = f"{timeline.incident.id} acknowledged by {check_person(by)}"
+    if ack.acknowledged_by != check_person(by):
+        line += f"; first acknowledged by {ack.acknowledged_by}"
+    line += f" at {time_text(ack.acknowledged_at)}"
     if ack.delay_s is not None:
         line += f", {elapsed_text(ack.delay_s)} after it opened"
+    if ack.automatic_at is not None:
+        line += f" (automatic acknowledgement at {time_text(ack.automatic_at)})"
     if ack.target_minutes is not None:
         line += f"; {ack.target_minutes} min target: {ack.status}"
     return line
+
+
+def _resolve(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
+    """Resolve an incident and print when, and how long after it opened."""
+    from veerunbook.compliance import elapsed_between, time_text
+    from veerunbook.incident import archive_root, check_person, open_or_update
+
+    archive = archive_root(args.archive)
+    before = _existing_incident(archive, args.incident).resolved_at
+    by = check_person(args.by if args.by is not None else _os_user())
+    incident = open_or_update(
+        archive, args.incident, resolve=True, resolved_by=by, redactor=redactor
+    )
+    resolved = incident.resolved_at or ""
+    head = "was already resolved" if before else "resolved"
+    print(
+        redactor.mask(
+            f"{incident.id} {head} at {time_text(resolved)}, "
+            f"{elapsed_between(incident.opened_at, resolved)} after it opened "
+            f"(recorded by {by})"
+        )
+    )
+    return 0
 
 
 def _escalate(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
@@ -372,7 +399,11 @@ def _postmortem(args: argparse.Namespace, config: Config, redactor: Redactor) ->
     archive = archive_root(args.archive)
     _existing_incident(archive, args.incident)
     path = write_postmortem(
-        archive, args.incident, output=args.output, redactor=redactor
+        archive,
+        args.incident,
+        output=args.output,
+        redactor=redactor,
+        force=args.force,
     )
     print(path)
     return 0

@@ -7,18 +7,22 @@ against both, counting from ``opened_at``:
 - The class assessed is the most severe one the incident reached, because a class that
   triage finds minutes after opening applies from the start, and the runbook's advice
   is to escalate when in doubt. The latest class and every change are reported too.
-- Acknowledgement: ``met`` when acknowledged within the response time (exactly on the
-  target counts as met), ``missed`` when later or never (a resolution without an
-  acknowledgement is a miss), ``pending`` while open, unacknowledged and still within
-  the target, ``not applicable`` for P3 or no class.
+- Acknowledgement: measured by the first acknowledgement by a person (an event with
+  ``acknowledged_by``). ``met`` when within the response time (exactly on the target
+  counts as met), ``missed`` when later or never (a resolution without an
+  acknowledgement is a miss), ``pending`` while open, unacknowledged by a person and
+  still within the target, ``not applicable`` for P3 or no class. An acknowledgement
+  without a name (a triage run's) is kept as ``automatic_at`` and meets no target.
 - Each escalation step is due at ``opened_at`` plus its start minute. Its deadline is
   the end of its window, or the due time for the open-ended last row. A step with a
   contact role is reached by the first escalation to that role, and the on-call
-  engineer's step also by the acknowledgement. A step without a role is reached by the
-  first note recorded, which shows that the work began. The status is ``not due`` when
-  the incident was resolved by the due time (or is open and before it), ``met`` when
-  reached by the deadline, ``late`` when reached after it, ``pending`` while open within
-  the window, and ``missed`` otherwise.
+  engineer's step also by a person's acknowledgement. A step without a role is
+  reached by a person's acknowledgement or escalation, else by the first note a run
+  recorded, which ``reached_by`` marks as automatic. The status is ``met`` when
+  reached by the deadline (also before the due time, if before the resolution),
+  ``not due`` when the incident was resolved by the due time (or is open and before
+  it) without reaching the step, ``late`` when reached after the deadline,
+  ``pending`` while open within the window, and ``missed`` otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from veerunbook.severity import ESCALATION, RESPONSE_MINUTES, SEVERITIES
 from veerunbook.timeline import Timeline, TimelineEvent
 
 MET, MISSED, LATE = "met", "missed", "late"
+AUTOMATIC = "automatic (by a triage run)"
 PENDING, NOT_DUE, NOT_APPLICABLE = "pending", "not due", "not applicable"
 ONCALL_ROLE = "primary_oncall"
 
@@ -47,6 +52,7 @@ class Acknowledgement:
     acknowledged_at: str | None
     acknowledged_by: str | None
     delay_s: float | None
+    automatic_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +132,12 @@ def _acknowledgement(
     incident = timeline.incident
     target = RESPONSE_MINUTES.get(severity or "")
     opened = parse_time(incident.opened_at)
-    acked = incident.acknowledged_at
+    acked, by = _person_acknowledgement(timeline.events)
+    automatic = incident.acknowledged_at if _automatic_first(timeline.events) else None
     delay = (parse_time(acked) - opened).total_seconds() if acked else None
-    by = _acknowledged_by(timeline.events)
     if target is None:
-        return Acknowledgement(NOT_APPLICABLE, None, None, acked, by, delay)
+        status = NOT_APPLICABLE
+        return Acknowledgement(status, None, None, acked, by, delay, automatic)
     due = opened + timedelta(minutes=target)
     if delay is not None:
         status = MET if delay <= target * 60 else MISSED
@@ -138,15 +145,28 @@ def _acknowledgement(
         status = PENDING
     else:
         status = MISSED
-    return Acknowledgement(status, target, utc_timestamp(due), acked, by, delay)
+    return Acknowledgement(
+        status, target, utc_timestamp(due), acked, by, delay, automatic
+    )
 
 
-def _acknowledged_by(events: Sequence[TimelineEvent]) -> str | None:
+def _person_acknowledgement(
+    events: Sequence[TimelineEvent],
+) -> tuple[str | None, str | None]:
+    """Return the time and name of the first acknowledgement that names a person."""
+    for event in events:
+        by = event.fields.get("acknowledged_by")
+        if event.kind == "acknowledged" and isinstance(by, str) and by:
+            return event.time, by
+    return None, None
+
+
+def _automatic_first(events: Sequence[TimelineEvent]) -> bool:
+    """Return whether the first acknowledgement journaled names no person."""
     for event in events:
         if event.kind == "acknowledged":
-            by = event.fields.get("acknowledged_by")
-            return by if isinstance(by, str) else None
-    return None
+            return not event.fields.get("acknowledged_by")
+    return False
 
 
 def _escalation(
@@ -159,7 +179,9 @@ def _escalation(
         due = opened + timedelta(minutes=start)
         deadline = opened + timedelta(minutes=stop if stop is not None else start)
         reached_at, reached_by = _reached(timeline, role)
-        if end <= due:
+        if reached_at is not None and parse_time(reached_at) <= end:
+            status = MET if parse_time(reached_at) <= deadline else LATE
+        elif end <= due:
             status = NOT_DUE
         elif reached_at is not None:
             status = MET if parse_time(reached_at) <= deadline else LATE
@@ -184,16 +206,28 @@ def _escalation(
 
 
 def _reached(timeline: Timeline, role: str | None) -> tuple[str | None, str | None]:
-    """Return when and by what the step of ``role`` was first reached."""
+    """Return when and by what the step of ``role`` was first reached.
+
+    A person's escalation or acknowledgement counts first. A step without a role
+    falls back to the first note, which runs record by themselves, so the text says
+    that it was reached only automatically.
+    """
     for event in timeline.events:
-        if role is None and event.kind == "note":
-            return event.time, "a note was recorded"
         if role is not None and event.fields.get("escalated_to") == role:
             by = event.fields.get("escalated_by")
             return event.time, f"escalated to {role}" + (f" by {by}" if by else "")
-        if role == ONCALL_ROLE and event.kind == "acknowledged":
-            by = event.fields.get("acknowledged_by")
-            return event.time, "acknowledged" + (f" by {by}" if by else "")
+        by = event.fields.get("acknowledged_by")
+        named = event.kind == "acknowledged" and isinstance(by, str) and bool(by)
+        if named and role in (None, ONCALL_ROLE):
+            return event.time, f"acknowledged by {by}"
+        if role is None and event.kind == "escalated":
+            return event.time, f"{event.summary}"
+    if role is not None:
+        return None, None
+    for event in timeline.events:
+        if event.kind == "note":
+            source = f"the {event.procedure} run" if event.procedure else "a run"
+            return event.time, f"only automatically: a note by {source}"
     return None, None
 
 

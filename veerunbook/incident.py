@@ -138,13 +138,17 @@ def open_or_update(
     resolve: bool = False,
     reopen: bool = False,
     acknowledged_by: str | None = None,
+    resolved_by: str | None = None,
     redactor: Redactor | None = None,
 ) -> Incident:
     """Create the incident or apply the given changes, journaling what changed.
 
     ``None`` and ``False`` leave a value as it is. A first acknowledgement or
-    resolution is kept when repeated. ``acknowledged_by`` names who acknowledged, and
-    it is journaled with the first acknowledgement only. ``reopen`` clears the
+    resolution is kept when repeated. ``acknowledged_by`` and ``resolved_by`` name
+    the person, and a named acknowledgement or resolution is journaled every time:
+    a repeated one journals the unchanged first time with the new name, so the
+    timeline shows when each person acted and ``incident.json`` keeps the first
+    time. ``reopen`` clears the
     resolution of a resolved incident and journals when that happened. Every change
     is journaled before ``incident.json`` is rewritten, so the journal never misses a
     change.
@@ -152,6 +156,8 @@ def open_or_update(
     _check_severity(severity)
     if acknowledged_by is not None:
         acknowledged_by = check_person(acknowledged_by)
+    if resolved_by is not None:
+        resolved_by = check_person(resolved_by)
     if redactor is None:
         redactor = Redactor()
     if title is not None:
@@ -168,8 +174,12 @@ def open_or_update(
             incident = Incident(incident_id, "", None, now, None, None, now)
             event = "incident.opened"
         changes = _apply(incident, now, title, severity, acknowledge, resolve)
-        if "acknowledged_at" in changes and acknowledged_by:
+        if acknowledge and acknowledged_by:
+            changes["acknowledged_at"] = incident.acknowledged_at
             changes["acknowledged_by"] = acknowledged_by
+        if resolve and resolved_by:
+            changes["resolved_at"] = incident.resolved_at
+            changes["resolved_by"] = resolved_by
         if reopen and incident.resolved_at is not None and not resolve:
             changes["reopened_at"] = now
             changes["previous_resolved_at"] = incident.resolved_at

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from veerunbook import postmortem_sections as sections
 from veerunbook.compliance import (
+    AUTOMATIC,
     LATE,
     MET,
     MISSED,
@@ -29,10 +30,16 @@ from veerunbook.compliance import (
     parse_time,
     time_text,
 )
+from veerunbook.errors import UsageError
 from veerunbook.incident import incident_dir
-from veerunbook.journal import utc_timestamp
+from veerunbook.journal import JOURNAL_FILE, readable_events, sha256_file, utc_timestamp
 from veerunbook.redact import Redactor
-from veerunbook.reports import default_report_path, write_report
+from veerunbook.reports import (
+    REPORT_EVENT,
+    default_report_path,
+    inside_incident,
+    write_report,
+)
 from veerunbook.text import counted
 from veerunbook.timeline import Timeline, build_timeline
 
@@ -126,10 +133,20 @@ def response_targets(compliance: Compliance) -> sections.Lines:
         lines.append(f"No response target applies to class {assessed}.")
         return lines
     delay = elapsed_text(ack.delay_s) if ack.delay_s is not None else "none recorded"
-    who = f" by {ack.acknowledged_by}" if ack.acknowledged_by else ""
-    lines += [
+    who = f" by {ack.acknowledged_by}" if ack.acknowledged_by else " by a person"
+    verdict = ack.status
+    if ack.acknowledged_at is None and ack.status in (MISSED, PENDING):
+        verdict = f"{ack.status}: not acknowledged by a person"
+    lines.append(
         f"Acknowledgement{who}: {delay} after opening; the {compliance.assessed_class} "
-        f"target is {ack.target_minutes} min: **{ack.status}**.",
+        f"target is {ack.target_minutes} min: **{verdict}**."
+    )
+    if ack.automatic_at is not None:
+        after = elapsed_between(compliance.opened_at, ack.automatic_at)
+        lines.append(
+            f"The first acknowledgement was {AUTOMATIC}, {after} after opening."
+        )
+    lines += [
         "",
         "| step | due | reached | status |",
         "|---|---|---|---|",
@@ -207,7 +224,7 @@ def could_go_better(timeline: Timeline, compliance: Compliance) -> sections.Line
     if ack.status in (MISSED, PENDING):
         when = elapsed_text(ack.delay_s) if ack.delay_s is not None else "not recorded"
         facts.append(
-            f"The acknowledgement ({when}) is {ack.status} against the "
+            f"The acknowledgement by a person ({when}) is {ack.status} against the "
             f"{ack.target_minutes} min target."
         )
     facts += [
@@ -269,23 +286,43 @@ def write_postmortem(
     *,
     output: Path | None = None,
     redactor: Redactor | None = None,
+    force: bool = False,
 ) -> Path:
     """Write the draft of an incident and return the absolute path written.
 
     The default path is ``<incident>/reports/postmortem.md``, replaced atomically. A
     file inside the incident folder is journaled as ``report.written`` with its
     SHA-256, so ``veerunbook verify`` notices a later edit. Raises UsageError for an
-    unknown incident or an unwritable output.
-
-    NOTE: verify checks every ``report.written`` line, so writing the draft again
-    over the same path, or editing it in place, makes verify report the earlier line.
-    Reviewers edit a copy.
+    unknown incident, an unwritable output, or, unless ``force``, a file inside the
+    incident whose SHA-256 differs from its last ``report.written`` record (a
+    reviewer's edit that writing would lose).
     """
     folder = incident_dir(archive, incident_id)
     timeline = build_timeline(folder)
     text = (redactor or Redactor()).mask(draft(timeline, assess(timeline)))
     path = output or default_report_path(folder, POSTMORTEM_FILE)
+    if not force:
+        _reject_edited(folder, path)
     data = text.encode("utf-8")
     return write_report(
         folder, path, data, report="postmortem", fmt="md", redactor=redactor
     )
+
+
+def _reject_edited(folder: Path, path: Path) -> None:
+    """Raise UsageError when ``path`` is inside the incident and differs from its
+    last ``report.written`` record, or exists without one."""
+    relative = inside_incident(folder, path)
+    if relative is None or not Path(path).exists():
+        return
+    recorded = None
+    journal = folder / JOURNAL_FILE
+    for record in readable_events(journal) if journal.exists() else []:
+        files = record.get("files")
+        if record.get("event") == REPORT_EVENT and isinstance(files, dict):
+            recorded = files.get(relative, recorded)
+    if recorded != sha256_file(path):
+        raise UsageError(
+            f"{Path(path).absolute()} was edited since it was last written: keep a "
+            "copy of the edits, then run again with --force to replace it."
+        )
