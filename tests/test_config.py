@@ -53,8 +53,8 @@ def test_example_target() -> None:
     assert staging.timeouts.connect_seconds == 2.0
     assert staging.timeouts.read_seconds == 5.0
     assert staging.timeouts.max_body_bytes == 2_000_000
-    assert staging.commands["deploy_rollback"] == "npm run deploy:rollback {version}"
-    assert staging.commands["db_restore"] == "npm run db:restore {backup}"
+    assert staging.commands["deploy_rollback"] == "npm run deploy:rollback -- {version}"
+    assert staging.commands["db_restore"] == "npm run db:restore -- {backup}"
     assert len(staging.commands) == 6
     assert staging.allow_list == ("192.0.2.10", "198.51.100.0/28")
 

@@ -2,7 +2,9 @@
 
 The incident under review is the one ``tests.test_report_html`` builds: P1, opened,
 acknowledged by alice and resolved within a second, one run with a failing 5xx
-check, an executed restart and a note.
+check, an executed restart and a note: nine journal lines, in this order: opened,
+acknowledged, run.started, check, run.finished, action intent, action executed, note,
+resolved.
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ def cell_output(outcome: RunOutcome, source: str) -> str:
     raise AssertionError(f"no cell with source {source!r}")
 
 
+def integrity_checks(outcome: RunOutcome) -> list[dict[str, Any]]:
+    """Return the ``journal integrity`` checks that the review journaled."""
+    journal = outcome.notebook.parent.parent / "journal.jsonl"
+    events = [json.loads(line) for line in journal.read_text("utf-8").splitlines()]
+    return [
+        event
+        for event in events
+        if event["event"] == "check" and event["name"] == "journal integrity"
+    ]
+
+
 def has_image(outcome: RunOutcome, source: str) -> bool:
     nb = json.loads(outcome.notebook.read_text("utf-8"))
     cells = [c for c in nb["cells"] if "".join(c["source"]).strip().endswith(source)]
@@ -69,7 +82,8 @@ def has_image(outcome: RunOutcome, source: str) -> bool:
 
 def test_review_run_is_ok(reviewed: RunOutcome) -> None:
     assert reviewed.status == "ok", reviewed.reason
-    assert reviewed.counts["pass"] == 1
+    # One pass for the journal integrity and one for the review.
+    assert reviewed.counts["pass"] == 2
 
 
 def test_review_header(reviewed: RunOutcome) -> None:
@@ -105,9 +119,11 @@ def test_review_compliance_table(reviewed: RunOutcome) -> None:
     assert "<td>acknowledgement (60 min)</td>" in table
     # The on-call step (0-15 min) is reached by the acknowledgement.
     assert "<td>escalation 0-15 min: on-call engineer</td>" in table
-    assert table.count("<td>met</td>") == 2
-    # Resolved within a second, so the steps due at 15, 30 and 60 min never fell due.
-    assert table.count("<td>not due</td>") == 3
+    # The investigation step (15-30 min, no role) is reached early by the same
+    # acknowledgement, which counts as met.
+    assert table.count("<td>met</td>") == 3
+    # Resolved within a second, so the steps due at 30 and 60 min never fell due.
+    assert table.count("<td>not due</td>") == 2
     assert "<td>escalation from 60 min: + infrastructure team</td>" in table
 
 
@@ -176,3 +192,59 @@ def test_review_of_open_incident(tmp_path: Path) -> None:
     # P2: 240 min to acknowledge, and bob acknowledged at once.
     assert "<td>acknowledgement (240 min)</td>" in table
     assert "<td>met</td>" in table
+
+
+def test_review_integrity_intact(reviewed: RunOutcome) -> None:
+    table = cell_output(reviewed, "review.integrity()")
+    checks = integrity_checks(reviewed)
+    assert "<td>pass</td>" in table
+    # The fixture's nine lines plus the runner's run.started for the review.
+    assert "<td>10</td>" in table
+    assert len(checks) == 1
+    assert checks[0]["status"] == "pass"
+    assert checks[0]["observed"] == 10
+    assert checks[0]["summary"] == "journal intact: 10 lines"
+
+
+def test_review_summary_lists_integrity(reviewed: RunOutcome) -> None:
+    table = cell_output(reviewed, "review.close()")
+    assert "<td>journal integrity</td>" in table
+    assert "<td>post-incident review</td>" in table
+
+
+def test_review_of_changed_notebook(built: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    shutil.copytree(built, archive / INCIDENT)
+    notebook = next((archive / INCIDENT / "runs").glob("*review-fixture.ipynb"))
+    with notebook.open("a", encoding="utf-8") as file:
+        file.write("\n")
+    outcome = review(archive, INCIDENT)
+    table = cell_output(outcome, "review.integrity()")
+    checks = integrity_checks(outcome)
+    name = f"runs/{notebook.name}"
+    assert outcome.status == "findings", outcome.reason
+    assert "<td>fail</td>" in table
+    assert f"<td>{name}</td>" in table
+    # run.finished, line 5 of the journal, records the notebook's SHA-256.
+    assert "<td>5</td>" in table
+    assert "was changed after it was written" in table
+    assert checks[0]["status"] == "fail"
+    assert checks[0]["observed"] == 4
+    assert checks[0]["summary"].startswith(f"journal broken: run file {name}")
+    assert "recorded on line 5 was changed" in checks[0]["summary"]
+
+
+def test_review_of_edited_journal(built: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    shutil.copytree(built, archive / INCIDENT)
+    journal = archive / INCIDENT / "journal.jsonl"
+    text = journal.read_text("utf-8")
+    journal.write_text(text.replace("errors stopped", "errors ended"), "utf-8")
+    outcome = review(archive, INCIDENT)
+    checks = integrity_checks(outcome)
+    assert outcome.status == "findings", outcome.reason
+    assert checks[0]["status"] == "fail"
+    # The note is line 8, so line 9 no longer links to it and 8 lines stay intact.
+    assert checks[0]["observed"] == 8
+    assert checks[0]["summary"].startswith("journal broken in journal.jsonl: line 9")
+    assert verify(archive / INCIDENT).problem in checks[0]["summary"]

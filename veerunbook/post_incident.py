@@ -1,10 +1,11 @@
 """The steps of the post-incident notebook: review one incident from its archive.
 
-``PostIncident`` reads ``incident.json`` and ``journal.jsonl`` and shows the header,
-the timeline, the metrics figure, the response-time compliance and the post-mortem
-draft. It writes into the archive only in ``write_reports`` and, when
-``veerunbook run`` started the kernel, one ``post-incident review`` check in the run
-record.
+``PostIncident`` first verifies the incident's journal as ``veerunbook verify`` does,
+then reads ``incident.json`` and ``journal.jsonl`` and shows the header, the timeline,
+the metrics figure, the response-time compliance and the post-mortem draft. It writes
+into the archive only in ``write_reports`` and, when ``veerunbook run`` started the
+kernel, two checks in the run record: ``journal integrity`` (failing when the journal
+or a file it records was changed) and ``post-incident review``.
 
 Under ``veerunbook run`` the incident reviewed is the one named with ``--incident``
 (``-p incident`` is rejected, because the runner sets it). The runner journals its
@@ -35,6 +36,7 @@ from veerunbook.reports import default_report_path, write_report
 from veerunbook.timeline import Timeline, build_timeline
 from veerunbook.timeline_render import header_rows
 from veerunbook.triage_tables import Nothing, frame
+from veerunbook.verify import VerifyResult, verify
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 PROCEDURE = "post-incident"
 REVIEW_CHECK = "post-incident review"
+INTEGRITY_CHECK = "journal integrity"
 
 _log = logging.getLogger("veerunbook.post_incident")
 
@@ -58,7 +61,31 @@ class PostIncident:
         if self.own_run is not None:
             self.run = start_run(PROCEDURE, incident=self.incident, archive=archive)
         self.timeline: Timeline | None = None
+        self.verified = self._verify()
         self.problem = self._load()
+
+    def _verify(self) -> VerifyResult | None:
+        """Verify the incident's folder and journal the outcome as a check."""
+        try:
+            folder = incident_dir(self.root, self.incident) if self.incident else None
+        except VeerunbookError:
+            return None  # an invalid id: _load reports it
+        if folder is None or not folder.is_dir():
+            return None
+        result = verify(folder)
+        summary = _integrity_summary(result)
+        if self.run is not None:
+            status = "pass" if result.ok else "fail"
+            self.run.check(
+                INTEGRITY_CHECK,
+                status,
+                observed=result.events,
+                unit="lines",
+                summary=summary,
+            )
+        if not result.ok:
+            _log.warning("journal of %s is broken: %s", self.incident, result.problem)
+        return result
 
     def _load(self) -> str | None:
         if not self.incident:
@@ -92,6 +119,26 @@ class PostIncident:
             )
         print(self.problem)
         return self.incidents()
+
+    def integrity(self) -> pd.DataFrame | Nothing:
+        """Return the outcome of verifying the journal, as ``veerunbook verify``."""
+        result = self.verified
+        if result is None:
+            return Nothing("no journal verified: " + str(self.problem))
+        if not result.ok:
+            print(
+                "The journal or a file it records was changed after it was written, "
+                "so the steps below may show altered data."
+            )
+        row = {
+            "check": INTEGRITY_CHECK,
+            "status": "pass" if result.ok else "fail",
+            "intact lines": result.events,
+            "problem": result.problem or "",
+            "line": result.line or "",
+            "file": result.path or "",
+        }
+        return frame([row])
 
     def header(self) -> list[tuple[str, str]]:
         """Return the header rows: id, title, class, opened, acknowledged, resolved."""
@@ -202,7 +249,7 @@ class PostIncident:
         return frame(self._write_all(_redactor()))
 
     def close(self) -> pd.DataFrame | Nothing:
-        """Record the review's outcome in the run record and return it as a row."""
+        """Record the review's outcome in the run record and return the checks."""
         status = "pass" if self.ready else "fail"
         summary = "reviewed" if self.ready else str(self.problem)
         if self.run is not None:
@@ -210,7 +257,14 @@ class PostIncident:
                 REVIEW_CHECK, status, observed=self.incident, summary=summary
             )
         _log.info("review of %r: %s", self.incident, summary)
-        return frame([{"check": REVIEW_CHECK, "status": status, "summary": summary}])
+        rows = [{"check": REVIEW_CHECK, "status": status, "summary": summary}]
+        if self.verified is not None:
+            integrity = "pass" if self.verified.ok else "fail"
+            text = _integrity_summary(self.verified)
+            rows.insert(
+                0, {"check": INTEGRITY_CHECK, "status": integrity, "summary": text}
+            )
+        return frame(rows)
 
     def _write_all(self, redactor: Redactor) -> list[dict[str, str]]:
         """Write as ``timeline --format html --notebooks`` and ``postmortem`` do,
@@ -261,6 +315,15 @@ def _without_run(timeline: Timeline, run: str | None) -> Timeline:
         runs=[summary for summary in timeline.runs if summary.run != run],
         samples=[sample for sample in timeline.samples if sample.run != run],
     )
+
+
+def _integrity_summary(result: VerifyResult) -> str:
+    if result.ok:
+        return f"journal intact: {result.events} lines"
+    problem = str(result.problem)
+    if result.path and result.path not in problem:
+        return f"journal broken in {result.path}: {problem}"
+    return f"journal broken: {problem}"
 
 
 def _relative(folder: Path, path: Path) -> str:
