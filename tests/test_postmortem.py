@@ -17,6 +17,7 @@ from veerunbook.journal import Journal, sha256_file, utc_timestamp
 from veerunbook.postmortem import draft, write_postmortem
 from veerunbook.redact import Redactor
 from veerunbook.timeline import RunSummary, Timeline, TimelineEvent, build_timeline
+from veerunbook.timeline_plot import Sample
 from veerunbook.verify import verify
 
 OPENED = datetime(2026, 12, 4, 16, 0, 0, tzinfo=UTC)
@@ -169,6 +170,47 @@ def test_impact_takes_worst_error_rate() -> None:
     assert "- Worst 5xx error rate: 31 % at 2026-12-04 16:06:00 UTC" in text
 
 
+def sampled_draft(samples: list[Sample]) -> str:
+    runs = [
+        run("ok"),
+        RunSummary("RUN-2", "application-rollback", at(9), at(12), "ok", None, {}, 180),
+    ]
+    line = Timeline(incident(), [], runs, samples)
+    return draft(line, assess(line, now=NOW))
+
+
+def test_impact_counts_suffixed_error_rate_check() -> None:
+    samples = [
+        Sample("error rate", at(3), 20.8, "5xx error rate", "RUN-1"),
+        Sample(
+            "error rate", at(10), 25.3, "5xx error rate before the rollback", "RUN-2"
+        ),
+        Sample("error rate", at(12), 0.4, "5xx error rate after the rollback", "RUN-2"),
+    ]
+    text = sampled_draft(samples)
+    assert (
+        "- Worst 5xx error rate: 25.3 % at 2026-12-04 16:10:00 UTC "
+        '(check "5xx error rate before the rollback", run RUN-2, '
+        "application-rollback)"
+    ) in text
+    assert "20.8" not in text
+
+
+def test_impact_takes_worst_p95_across_runs() -> None:
+    samples = [
+        Sample("p95", at(3), 2400.0, "p95 latency", "RUN-1"),
+        Sample("p95", at(11), 3100.0, "user API p95", "RUN-2"),
+    ]
+    text = sampled_draft(samples)
+    assert "- Worst p95 response time: 3100 ms at 2026-12-04 16:11:00 UTC" in text
+    assert 'check "user API p95", run RUN-2' in text
+
+
+def test_impact_ignores_pool_samples() -> None:
+    text = sampled_draft([Sample("pool", at(3), 97.0, "connection pool", "RUN-1")])
+    assert "No error rate, response time" in text
+
+
 def test_impact_takes_lowest_availability() -> None:
     alerts = [
         event(4, "alert", status="firing", alert="AvailabilityP0", value=91.0),
@@ -290,3 +332,56 @@ def test_cli_postmortem_force_overwrites(
     assert main(args) == 0
     assert path.read_text().startswith("# Post-mortem: ")
     assert verify(drills / "DRILL-attack").ok
+
+
+ROLLBACK_OPTIONS = [
+    {"key": "rollback", "action": "roll back to 1.4.2", "evidence": "1.4.3", "rank": 1},
+    {"key": "fix", "action": "fix forward: correct 1.4.3", "evidence": "x", "rank": 2},
+]
+
+
+def rollback_events(mode: str) -> list[TimelineEvent]:
+    """Return a deploy-rollback of run RUN-2 ending in ``mode`` and its options."""
+    fields = {"name": "deploy-rollback", "mode": mode, "verified": mode == "executed"}
+    action = TimelineEvent(
+        0, at(10), "action", "deploy-rollback", "RUN-2", "application-rollback",
+        mode, None, fields,
+    )  # fmt: skip
+    note = event(
+        12, "note", procedure="application-rollback", recovery_options=ROLLBACK_OPTIONS
+    )
+    return [action, note]
+
+
+def test_action_items_mark_executed_rollback_done() -> None:
+    text = hand_draft(rollback_events("executed"))
+    assert "- [x] roll back to 1.4.2 (application-rollback, rank 1, because" in text
+    assert "(done: run RUN-2, verified)" in text
+
+
+def test_action_items_keep_other_option_open() -> None:
+    text = hand_draft(rollback_events("executed"))
+    assert "- [ ] fix forward: correct 1.4.3 (application-rollback, rank 2" in text
+
+
+def test_action_items_keep_refused_rollback_open() -> None:
+    text = hand_draft(rollback_events("refused"))
+    assert "- [ ] roll back to 1.4.2 (application-rollback, rank 1" in text
+    assert "done: run" not in text
+
+
+def test_action_items_keep_whole_sentences() -> None:
+    first = "The errors started with 1.4.3 at 16:02. " + "a" * 200 + "."
+    evidence = first + " Second sentence " + "b" * 200 + "."
+    options = [{"action": "roll back", "evidence": evidence, "rank": 1}]
+    note = event(6, "note", procedure="high-error-rate", recovery_options=options)
+    text = hand_draft([note])
+    assert f"because {first}) - owner" in text
+    assert "…" not in text.split("## Action items")[1]
+
+
+def test_action_items_keep_long_sentence_whole() -> None:
+    evidence = "one sentence " + "c" * 400
+    options = [{"action": "roll back", "evidence": evidence, "rank": 1}]
+    note = event(6, "note", procedure="high-error-rate", recovery_options=options)
+    assert f"because {evidence}) - owner" in hand_draft([note])
