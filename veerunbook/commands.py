@@ -156,7 +156,7 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
     if args.incident:
         validate_incident_id(args.incident)
     check_confirmation(params, args.incident)
-    archive = _checked_archive(args.archive)
+    archive = checked_archive(args.archive)
     existed = bool(args.incident) and (archive / args.incident).is_dir()
 
     # The kernel loads the configuration again; it must find the same file.
@@ -227,7 +227,7 @@ def _check_seconds(option: str, value: float | None) -> None:
         )
 
 
-def _checked_archive(explicit: str | None) -> Path:
+def checked_archive(explicit: str | None) -> Path:
     """Create the archive root if needed; raise UsageError if it cannot be used."""
     from veerunbook.incident import archive_root
 
@@ -444,7 +444,7 @@ def _drill(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
         validate_incident_id(args.incident)
     if not 1 <= args.window <= 3600:
         raise UsageError(f"--window must be 1 to 3600 seconds, not {args.window!r}")
-    archive = _checked_archive(args.archive)
+    archive = checked_archive(args.archive)
     report = run_drill(
         args.scenario,
         archive=archive,
@@ -523,7 +523,7 @@ def _alerts_check(args: argparse.Namespace, config: Config, redactor: Redactor) 
 
     for option in ("sample_seconds", "interval_seconds"):
         check_option(option, getattr(args, option))
-    archive = _checked_archive(args.archive)
+    archive = checked_archive(args.archive)
     try:
         with connect(args.target or None, config) as target:
             result = check_alerts(

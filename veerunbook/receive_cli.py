@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from veerunbook.config import Config
@@ -83,8 +82,10 @@ def run_receiver(args: argparse.Namespace, config: Config, redactor: Redactor) -
 
     # Create the archive only once the socket is bound, so a failed start leaves
     # nothing behind.
+    from veerunbook.commands import checked_archive
+
     try:
-        _prepare_archive(archive)
+        checked_archive(args.archive)
     except UsageError:
         server.stop()
         raise
@@ -95,20 +96,6 @@ def run_receiver(args: argparse.Namespace, config: Config, redactor: Redactor) -
     print(f"receiving Alertmanager webhooks at {server.url}/", flush=True)
     serve_until_signal(server, runs.stop if runs is not None else lambda: None)
     return 0
-
-
-def _prepare_archive(archive: Path) -> None:
-    """Create the archive root if needed; raise UsageError if it cannot be written."""
-    try:
-        archive.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=archive):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
-        raise UsageError(
-            f"archive {str(archive)!r} cannot be used ({reason}); choose another "
-            "with --archive or VEERUNBOOK_ARCHIVE"
-        ) from None
 
 
 def _check_limits(args: argparse.Namespace) -> None:
