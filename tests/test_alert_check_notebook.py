@@ -114,8 +114,9 @@ def test_cron_minutes_fire_and_resolve_once(
     events = _events(tmp_path)
     transitions = _transitions(events)
     error_rate = [item for item in transitions if item[0] == "ErrorRateP0"]
-    # Active from minute 2; firing at minute 4 because 120 s held meets the 2 min
-    # hold time (inclusive); resolved at minute 6 when the errors stop.
+    # Active from minute 2. Firing at minute 4, because 120 s held meets the 2 min
+    # hold time (the boundary is inclusive). Resolved at minute 6, when the errors
+    # stop.
     assert error_rate == [
         ("ErrorRateP0", "firing", T0 + 240),
         ("ErrorRateP0", "resolved", T0 + 360),

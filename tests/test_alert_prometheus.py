@@ -620,7 +620,7 @@ def test_check_reads_configured_server(
     assert result.values[Signal.MEMORY_RATIO] is not None
     assert result.values[Signal.UP] == 1.0
     assert len(result.rules) == len(ALERT_RULES)
-    # Prometheus holds the samples, so nothing is stored beside the rule states.
+    # Prometheus keeps the samples, so nothing is stored beside the rule states.
     with SampleStore(tmp_path, "veefore") as store:
         assert store.read(Signal.MEMORY_RATIO, 0, time.time()) == []
 

@@ -1,7 +1,7 @@
 """Timelines of the application drills equal the events derived from their journals.
 
-The derivation and the drill runner live in ``test_timeline_drills.py``; this file
-holds further scenarios so that pytest-xdist runs them on another worker.
+The derivation and the drill runner live in ``test_timeline_drills.py``. This file
+contains further scenarios, so that pytest-xdist runs them on another worker.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """One unattended evaluation of the runbook's alert rules against a target.
 
-``check_alerts`` is what a scheduler (cron, a systemd timer) runs once per interval:
-take the target's check lock, scrape its metrics once, compute the alert signals
-against the previous stored scrape, store the sample, evaluate every rule over the
-stored samples with Prometheus ``for`` semantics, and journal each alert's firing and
-resolved transitions exactly once by comparing with the rule states stored last time.
-A dead, slow or lying target is a scrape error: every signal is stored as None, which
-counts as a failed evaluation, so a firing alert resolves as in Prometheus. Each
+A scheduler (cron, a systemd timer) runs ``check_alerts`` once per interval. It takes
+the target's check lock, scrapes its metrics once and computes the alert signals
+against the previous stored scrape. It stores the sample, evaluates every rule over
+the stored samples with Prometheus ``for`` semantics, and journals each alert's firing
+and resolved transitions exactly once by comparing with the rule states stored last
+time. A dead, slow or lying target is a scrape error: ``up`` is stored as 0, so
+TargetDownP0 fires after a minute, and every other signal as None, which counts as a
+failed evaluation, so the other firing alerts resolve as in Prometheus. Each
 transition's notification line is queued in the store's outbox in the same
 transaction as the new rule states.
 
@@ -145,7 +146,7 @@ def _skipped(context: _Context, reason: str) -> CheckResult:
 
 
 def _source_failed(context: _Context, error: PrometheusQueryError) -> CheckResult:
-    # A failed query says nothing about the target, so the stored states are kept
+    # A failed query tells nothing about the target, so the stored states are kept
     # and a firing alert neither resolves nor fires again.
     reason = str(error)
     if context.redactor is not None:

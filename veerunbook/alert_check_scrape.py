@@ -6,11 +6,11 @@ check scrapes once. The first check, or one after a gap, scrapes twice
 ``sample_seconds`` apart instead.
 
 A scrape counts as failed unless it contains at least one metric family that the
-rules read, so a target that responds with some other text (an HTML page, a stub
-``up 1``) is treated as down rather than as healthy with no data. A family that the
-rules read and the scrape lacks is not zero traffic: the signals computed from it
-have no value, with the reason ``<family> absent from the scrape``, and a family
-that the previous scrape had is named in ``Measurement.vanished``.
+rules read. A target that responds with some other text (an HTML page, a stub
+``up 1``) is therefore treated as down rather than as healthy with no data. A family
+that the rules read and the scrape lacks is not zero traffic: the signals computed
+from it have no value, with the reason ``<family> absent from the scrape``, and a
+family that the previous scrape had is named in ``Measurement.vanished``.
 """
 
 from __future__ import annotations

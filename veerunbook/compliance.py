@@ -8,11 +8,12 @@ against both, counting from ``opened_at``:
   triage finds minutes after opening applies from the start, and the runbook's advice
   is to escalate when in doubt. The latest class and every change are reported too.
 - Acknowledgement: measured by the first acknowledgement by a person (an event with
-  ``acknowledged_by``). ``met`` when within the response time (exactly on the target
-  counts as met), ``missed`` when later or never (a resolution without an
-  acknowledgement is a miss), ``pending`` while open, unacknowledged by a person and
-  still within the target, ``not applicable`` for P3 or no class. An acknowledgement
-  without a name (a triage run's) is kept as ``automatic_at`` and meets no target.
+  ``acknowledged_by``). It is ``met`` within the response time, and exactly on the
+  target counts as met. It is ``missed`` when later or never, so a resolution
+  without an acknowledgement is a miss. It is ``pending`` while the incident is open
+  and still within the target, and ``not applicable`` for P3 or no class. An
+  acknowledgement without a name (a triage run's) is kept as ``automatic_at`` and
+  meets no target.
 - Each escalation step is due at ``opened_at`` plus its start minute. Its deadline is
   the end of its window, or the due time for the open-ended last row. A step with a
   contact role is reached by the first escalation to that role, and the on-call
@@ -209,8 +210,8 @@ def _reached(timeline: Timeline, role: str | None) -> tuple[str | None, str | No
     """Return when and by what the step of ``role`` was first reached.
 
     A person's escalation or acknowledgement counts first. A step without a role
-    falls back to the first note, which runs record by themselves, so the text says
-    that it was reached only automatically.
+    falls back to the first note, which runs record by themselves, so the returned
+    text marks it as reached only automatically.
     """
     for event in timeline.events:
         if role is not None and event.fields.get("escalated_to") == role:
