@@ -111,6 +111,12 @@ def test_kernel_runs_this_interpreter(archive: Path) -> None:
     assert f"executable: {sys.executable}\n" in stdout
 
 
+def test_kernel_without_debugger_or_history(archive: Path) -> None:
+    stdout = _stdout(_notebook(_run("ok", archive)))
+    assert "debugger loaded: False\n" in stdout
+    assert "history enabled: False\n" in stdout
+
+
 def test_connection_file_private_and_removed(archive: Path) -> None:
     stdout = _stdout(_notebook(_run("ok", archive)))
     runtime_dir = Path(stdout.split("runtime dir: ")[1].splitlines()[0])

@@ -1,11 +1,11 @@
 """Notebook execution with papermill, in a private kernel environment.
 
-The kernel runs this interpreter's ipykernel, whatever kernelspec named ``python3``
-is installed elsewhere. Its connection file, which contains the HMAC key of the kernel
-protocol, lives in a private runtime folder that the caller removes afterwards.
-papermill's log (masked as it is written) and the kernel's stderr go to files in the
-same folder instead of the console, and the caller masks both again when it archives
-them.
+The kernel runs this interpreter's ipykernel through ``veerunbook.kernel_launch``,
+whatever kernelspec named ``python3`` is installed elsewhere. Its connection file,
+which contains the HMAC key of the kernel protocol, lives in a private runtime folder
+that the caller removes afterwards. papermill's log (masked as it is written) and the
+kernel's stderr go to files in the same folder instead of the console, and the caller
+masks both again when it archives them.
 """
 
 from __future__ import annotations
@@ -43,6 +43,15 @@ _log = logging.getLogger("veerunbook.execution")
 KERNEL_NAME = "python3"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 _KILL_WAIT_S = 5.0
+# jupyter_client sends SIGTERM to a kernel that has not exited half this time after
+# its shutdown request, and SIGKILL at the end (default 5 s). ipykernel 7.4 sometimes
+# hangs on exit because its control thread flushes output through the IOPub thread
+# that the main thread has just stopped, so a run would wait 2.5 s for the SIGTERM. A
+# kernel that exits normally does so within about 0.2 s, and the notebook's last cell
+# has closed the session already.
+_SHUTDOWN_WAIT_S = 1.0
+# This interpreter's ipykernel, without debugger and command history.
+_KERNEL_ARGV = (sys.executable, "-m", "veerunbook.kernel_launch")
 
 
 class InterruptGuard:
@@ -200,7 +209,13 @@ def _kernel_manager_class(
 
         @property
         def kernel_spec(self) -> KernelSpec:
-            return KernelSpec(**get_kernel_dict())  # argv[0] is sys.executable
+            spec = get_kernel_dict()
+            spec["argv"] = [*_KERNEL_ARGV, "-f", "{connection_file}"]
+            return KernelSpec(**spec)
+
+        @default("shutdown_wait_time")
+        def _short_shutdown_wait(self) -> float:
+            return _SHUTDOWN_WAIT_S
 
         @default("transport_encryption")
         def _encrypt_when_possible(self) -> str:
