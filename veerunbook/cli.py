@@ -47,8 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a procedure's parameters")
     show.add_argument("procedure", help="procedure name, e.g. triage")
 
-    run = commands.add_parser("run", help="run a procedure and archive the notebook")
-    run.add_argument("procedure", help="procedure name, e.g. triage")
+    run = commands.add_parser(
+        "run", help="run one or more procedures and archive the notebooks"
+    )
+    run.add_argument(
+        "procedure",
+        nargs="+",
+        help="procedure name, e.g. triage; several names run at the same time "
+        "for one incident, each with the -p/-f parameters that it declares",
+    )
     run.add_argument("--incident", help="incident id (default: a new id, printed)")
     run.add_argument(
         "--target",
@@ -90,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="archive root (default: $VEERUNBOOK_ARCHIVE or ./outputs)",
     )
     run.add_argument("--html", action="store_true", help="also write an HTML copy")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="with several procedures: how many run at the same time, 1 or more "
+        "(default: the number of procedures, so all at once)",
+    )
 
     verify = commands.add_parser("verify", help="verify an incident's journal chain")
     verify.add_argument("incident", help="incident id")

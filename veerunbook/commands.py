@@ -138,8 +138,14 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
     from veerunbook.procedures import find_procedure
     from veerunbook.runner import run_procedure
 
+    check_jobs(args.jobs)
+    if len(args.procedure) > 1:
+        from veerunbook.run_group import run_group_command
+
+        return run_group_command(args, config, redactor)
+
     # Validate everything before anything is written.
-    procedure = find_procedure(args.procedure)
+    procedure = find_procedure(args.procedure[0])
     target = args.target or config.default_target
     config.resolve_target(target)
     specs = read_parameters(json.loads(procedure.path.read_text(encoding="utf-8")))
@@ -150,8 +156,8 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
     params = resolve_parameters(specs, cli_pairs, list(args.parameters_file))
     if isinstance(params.get("title"), str):
         check_title(params["title"])
-    _check_seconds("--timeout", args.timeout)
-    _check_seconds("--cell-timeout", args.cell_timeout)
+    check_seconds("--timeout", args.timeout)
+    check_seconds("--cell-timeout", args.cell_timeout)
 
     if args.incident:
         validate_incident_id(args.incident)
@@ -173,13 +179,13 @@ def _run(args: argparse.Namespace, config: Config, redactor: Redactor) -> int:
         cell_timeout=args.cell_timeout,
         html=args.html,
     )
-    _print_outcome(outcome, existed, redactor)
+    print(outcome_text(outcome, existed, redactor))
     return outcome.exit_code
 
 
-def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> None:
-    """Print what the run found: class, problems, diagnosis, actions, next
-    procedures, files."""
+def outcome_text(outcome: RunOutcome, existed: bool, redactor: Redactor) -> str:
+    """Describe what the run found, masked: class, problems, diagnosis, actions,
+    next procedures, files."""
     from veerunbook.incident import load_incident
 
     folder = outcome.notebook.parent.parent
@@ -197,7 +203,7 @@ def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> No
         f"run:       {outcome.run_id} ({outcome.procedure}) {outcome.status}"
         f" in {outcome.duration_s:.1f} s",
         f"class:     {severity}",
-        f"checks:    {_counts(outcome.counts)}",
+        f"checks:    {counts_text(outcome.counts)}",
     ]
     lines += reason_lines(events)
     lines += problem_lines(events)
@@ -209,14 +215,14 @@ def _print_outcome(outcome: RunOutcome, existed: bool, redactor: Redactor) -> No
         where = f" (cell {cell})" if cell is not None else ""
         lines.append(f"reason:    {outcome.reason}{where}")
     lines.append(f"notebook:  {outcome.notebook}")
-    print(redactor.mask("\n".join(lines)))
+    return redactor.mask("\n".join(lines))
 
 
 # One week: a limit beyond it is a typo, and setitimer overflows on huge values.
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
 
 
-def _check_seconds(option: str, value: float | None) -> None:
+def check_seconds(option: str, value: float | None) -> None:
     """Raise UsageError unless ``value`` is None or a sensible number of seconds."""
     if value is None:
         return
@@ -245,7 +251,17 @@ def checked_archive(explicit: str | None) -> Path:
     return root
 
 
-def _counts(counts: dict[str, int]) -> str:
+def check_jobs(jobs: int | None) -> None:
+    """Raise UsageError unless ``--jobs`` is unset or at least 1."""
+    if jobs is not None and jobs < 1:
+        raise UsageError(
+            f"--jobs must be 1 or more runs at a time, not {jobs}; leave it out "
+            "to run every named procedure at once"
+        )
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """Return check counts by status, worst first, such as ``1 fail, 17 pass``."""
     shown = [
         f"{counts[key]} {key}" for key in ("fail", "error", "warn", "pass", "skip")
     ]
