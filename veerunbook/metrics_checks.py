@@ -1,8 +1,9 @@
-"""Checks of parsed samples for exporter mistakes that a parser accepts.
+"""Checks of an exposition for exporter mistakes, and messages that explain them.
 
-A Prometheus server accepts both mistakes found here, but they mislead calculations: a
+A Prometheus server accepts two mistakes found here, but they mislead calculations: a
 label value with undefined escapes, and a histogram series without a ``le="+Inf"``
-bucket.
+bucket. It rejects the whole scrape for a line that its parser rejects, and
+``rejection_message`` names the likely cause of such a line.
 """
 
 from __future__ import annotations
@@ -10,11 +11,17 @@ from __future__ import annotations
 import math
 import re
 
-from veerunbook.metrics_scrape import Family, ParseWarning, Sample
+from veerunbook.metrics_scrape import (
+    Family,
+    ParseWarning,
+    Sample,
+    format_line_ranges,
+)
 
 # A backslash and the character after it. Only \\, \" and \n are valid escapes.
 ESCAPE = re.compile(r"\\(.?)")
 _VALID_ESCAPES = frozenset({"\\", '"', "n"})
+_MAX_REASON = 160
 
 _SeriesKey = frozenset[tuple[str, str]]
 
@@ -121,3 +128,35 @@ def _bound(sample: Sample) -> float | None:
 def _finite_bound(sample: Sample) -> float | None:
     bound = _bound(sample)
     return bound if bound is not None and math.isfinite(bound) else None
+
+
+def rejection_message(line: str, reason: str) -> str:
+    """Describe why the parser rejected ``line``, with the likely exporter mistake."""
+    if len(reason) > _MAX_REASON:
+        reason = reason[:_MAX_REASON] + "..."
+    message = f"line rejected by the parser ({reason})."
+    if '\\",' in line or '\\"}' in line:
+        message += (
+            " A label value probably ends in a backslash that escapes its closing"
+            ' quote, because the exporter does not escape "\\" in label values.'
+        )
+    elif _unescaped_quotes(line) % 2:
+        message += (
+            ' A label value probably contains an unescaped ", because the exporter'
+            " does not escape label values."
+        )
+    return message
+
+
+def _unescaped_quotes(line: str) -> int:
+    without_escapes = ESCAPE.sub("", line)
+    return without_escapes.count('"')
+
+
+def rejection_summary(rejected: list[int]) -> str:
+    """Summarise the rejected lines and what a Prometheus server makes of them."""
+    return (
+        f"{len(rejected)} lines rejected ({format_line_ranges(rejected)}). A Prometheus"
+        " server rejects the whole scrape when any line is invalid, so its target would"
+        " show up == 0. The values here come from the other lines only."
+    )

@@ -1,9 +1,12 @@
 """Parse a Prometheus text exposition, keeping the valid samples of a broken one.
 
-prometheus_client's parser does the parsing. It raises on the first invalid line and
-yields nothing after it, so when it raises, the body is parsed again one metric family
-at a time, and a family that still fails is parsed one line at a time. Each rejected
-line becomes a warning with its 1-based line number, and every other sample is kept.
+Client libraries write the text format in one strict form, and a regular expression
+per line reads that form first. A body with a line in any other form is split into
+metric families: a family of strict lines is read the same way, and any other family
+goes to prometheus_client's parser, which is the authority on the text format. The
+library raises on the first invalid line and yields nothing after it, so a family that
+it rejects is parsed again one line at a time. Each rejected line becomes a warning
+with its 1-based line number, and every other sample is kept.
 """
 
 from __future__ import annotations
@@ -17,18 +20,16 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from veerunbook.metrics_checks import ESCAPE, add_inf_buckets, escape_warnings
-from veerunbook.metrics_scrape import (
-    Family,
-    ParseWarning,
-    Sample,
-    Scrape,
-    format_line_ranges,
+from veerunbook.metrics_checks import (
+    add_inf_buckets,
+    escape_warnings,
+    rejection_message,
+    rejection_summary,
 )
+from veerunbook.metrics_scrape import Family, ParseWarning, Sample, Scrape
+from veerunbook.metrics_strict import COMMENT_LINE, strict_families
 
 logger = logging.getLogger("veerunbook.metrics")
-
-_MAX_REASON = 160
 
 
 def parse_exposition(text: str, *, scraped_at: float | None = None) -> Scrape:
@@ -62,24 +63,19 @@ def _parse(text: str, scraped_at: float | None) -> Scrape:
     warnings: list[ParseWarning] = []
     rejected: list[int] = []
 
-    # The fast path: the whole body in one call to the library.
-    parsed = _parse_chunk(text, lines, range(len(lines)))
-    if isinstance(parsed, list):
-        families = parsed
-    else:
-        logger.debug(
-            "exposition rejected by the parser (%s), parsing per family", parsed
-        )
-        families = []
-        for block in _family_blocks(lines):
-            families.extend(_parse_block(lines, block, warnings, rejected))
+    # The fast path: every line of the body in the strict form.
+    families = strict_families(lines, range(len(lines)))
+    if families is None:
+        logger.debug("exposition has lines outside the strict form, parsing per family")
+        families = _tolerant_families(text, lines, warnings, rejected)
 
     samples = [sample for family in families for sample in family.samples]
     types = {family.name: family.type for family in families}
-    warnings.extend(escape_warnings(lines, samples))
+    if "\\" in text:
+        warnings.extend(escape_warnings(lines, samples))
     samples.extend(add_inf_buckets(families, warnings))
     if rejected:
-        warnings.append(ParseWarning(None, _rejection_summary(rejected)))
+        warnings.append(ParseWarning(None, rejection_summary(rejected)))
     warnings.sort(
         key=lambda warning: math.inf if warning.line is None else warning.line
     )
@@ -91,6 +87,99 @@ def _parse(text: str, scraped_at: float | None) -> Scrape:
             len(rejected),
         )
     return Scrape(samples, types, warnings, rejected, scraped_at)
+
+
+def _tolerant_families(
+    text: str, lines: list[str], warnings: list[ParseWarning], rejected: list[int]
+) -> list[Family]:
+    """Parse each family block, and each line of a block that the library rejects."""
+    blocks, exact = _family_blocks(lines)
+    if not exact:
+        # The blocks may not start where the library starts a family, so they are
+        # used only when the library rejects the whole body.
+        parsed = _parse_chunk(text, lines, range(len(lines)))
+        if isinstance(parsed, list):
+            return parsed
+
+    families: list[Family] = []
+    for block in blocks:
+        families.extend(_parse_block(lines, block, warnings, rejected))
+    return families
+
+
+def _family_blocks(lines: list[str]) -> tuple[list[range], bool]:
+    """Split the lines where a HELP or TYPE line names a new metric family.
+
+    This reads only the first three words of comment lines, because the library has no
+    entry point that parses one family of a larger body. The flag is False when a
+    HELP or TYPE line is not in the strict form, because the library may read another
+    family name from it: it splits words at ASCII whitespace outside quotes only.
+    """
+    starts = [0]
+    current = ""
+    exact = True
+    for index, line in enumerate(lines):
+        if "HELP" not in line and "TYPE" not in line:
+            continue
+        words = line.split(None, 3)
+        if len(words) < 3 or words[0] != "#" or words[1] not in ("HELP", "TYPE"):
+            continue
+        if COMMENT_LINE.fullmatch(line) is None:
+            exact = False
+        if words[2] != current:
+            current = words[2]
+            if index > starts[-1]:
+                starts.append(index)
+    ends = [*starts[1:], len(lines)]
+    blocks = [range(start, end) for start, end in zip(starts, ends, strict=True)]
+    return blocks, exact
+
+
+def _parse_block(
+    lines: list[str],
+    block: range,
+    warnings: list[ParseWarning],
+    rejected: list[int],
+) -> list[Family]:
+    """Parse one family block, line by line when the library rejects it whole."""
+    parsed = _parse_lines(lines, block)
+    if isinstance(parsed, list):
+        return parsed
+
+    # Each line is parsed after the block's valid comment lines, so that a sample
+    # keeps the type that its family's TYPE line declares.
+    header: list[int] = []
+    families: list[Family] = []
+    for index in block:
+        line = lines[index]
+        if not line.strip():
+            continue
+        indexes = [*header, index]
+        parsed = _parse_lines(lines, indexes)
+        if not isinstance(parsed, list):
+            rejected.append(index + 1)
+            warnings.append(ParseWarning(index + 1, rejection_message(line, parsed)))
+        elif _is_sample_line(line):
+            families.extend(family for family in parsed if family.samples)
+        else:
+            header.append(index)
+
+    # The comment lines alone give the family's type even when every sample failed.
+    parsed = _parse_lines(lines, header)
+    if isinstance(parsed, list):
+        families.extend(parsed)
+    return families
+
+
+def _parse_lines(lines: list[str], indexes: range | list[int]) -> list[Family] | str:
+    """Parse ``lines[i] for i in indexes`` strictly, or with the library if that fails.
+
+    Returns the families, or the library's reason as a string when it rejects them.
+    """
+    strict = strict_families(lines, indexes)
+    if strict is not None:
+        return strict
+    return _parse_chunk("\n".join(lines[i] for i in indexes), lines, indexes)
 
 
 def _parse_chunk(
@@ -166,89 +255,3 @@ def _as_float(value: float) -> float:
         return float(value)
     except OverflowError:
         return math.inf if value > 0 else -math.inf
-
-
-def _family_blocks(lines: list[str]) -> list[range]:
-    """Split the lines where a HELP or TYPE line names a new metric family.
-
-    This reads only the first three words of comment lines, because the library has no
-    entry point that parses one family of a larger body.
-    """
-    starts = [0]
-    current = ""
-    for index, line in enumerate(lines):
-        words = line.split(None, 3)
-        if len(words) < 3 or words[0] != "#" or words[1] not in ("HELP", "TYPE"):
-            continue
-        if words[2] != current:
-            current = words[2]
-            if index > starts[-1]:
-                starts.append(index)
-    ends = [*starts[1:], len(lines)]
-    return [range(start, end) for start, end in zip(starts, ends, strict=True)]
-
-
-def _parse_block(
-    lines: list[str],
-    block: range,
-    warnings: list[ParseWarning],
-    rejected: list[int],
-) -> list[Family]:
-    """Parse one family block, line by line when the library rejects it whole."""
-    parsed = _parse_chunk("\n".join(lines[block.start : block.stop]), lines, block)
-    if isinstance(parsed, list):
-        return parsed
-
-    # Each line is parsed after the block's valid comment lines, so that a sample
-    # keeps the type that its family's TYPE line declares.
-    header: list[int] = []
-    families: list[Family] = []
-    for index in block:
-        line = lines[index]
-        if not line.strip():
-            continue
-        indexes = [*header, index]
-        parsed = _parse_chunk("\n".join(lines[i] for i in indexes), lines, indexes)
-        if not isinstance(parsed, list):
-            rejected.append(index + 1)
-            warnings.append(ParseWarning(index + 1, _rejection_message(line, parsed)))
-        elif _is_sample_line(line):
-            families.extend(family for family in parsed if family.samples)
-        else:
-            header.append(index)
-
-    # The comment lines alone give the family's type even when every sample failed.
-    parsed = _parse_chunk("\n".join(lines[i] for i in header), lines, header)
-    if isinstance(parsed, list):
-        families.extend(parsed)
-    return families
-
-
-def _rejection_message(line: str, reason: str) -> str:
-    if len(reason) > _MAX_REASON:
-        reason = reason[:_MAX_REASON] + "..."
-    message = f"line rejected by the parser ({reason})."
-    if '\\",' in line or '\\"}' in line:
-        message += (
-            " A label value probably ends in a backslash that escapes its closing"
-            ' quote, because the exporter does not escape "\\" in label values.'
-        )
-    elif _unescaped_quotes(line) % 2:
-        message += (
-            ' A label value probably contains an unescaped ", because the exporter'
-            " does not escape label values."
-        )
-    return message
-
-
-def _unescaped_quotes(line: str) -> int:
-    without_escapes = ESCAPE.sub("", line)
-    return without_escapes.count('"')
-
-
-def _rejection_summary(rejected: list[int]) -> str:
-    return (
-        f"{len(rejected)} lines rejected ({format_line_ranges(rejected)}). A Prometheus"
-        " server rejects the whole scrape when any line is invalid, so its target would"
-        " show up == 0. The values here come from the other lines only."
-    )
