@@ -53,8 +53,8 @@ def procedures_together(ctx: Context) -> list[Row]:
         raise BenchError(f"expected a mapping of procedure to seconds, got {alone!r}")
     rows = [Row(f"{name} alone", "s", _samples(value)) for name, value in alone.items()]
     slowest = max(row.median for row in rows)
-    sequential = _samples(_field(result, "one_after_another"))
-    rows.append(Row("one after another (sum of medians)", "s", sequential))
+    sequential = _samples(_field(result, "sequential"))
+    rows.append(Row("one after another, one veerunbook run --jobs 1", "s", sequential))
     together = _samples(_field(result, "together"))
     goal = Goal("<=", 1.5, text="ratio <= 1.5")
     name = "all together, one veerunbook run"
