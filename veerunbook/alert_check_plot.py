@@ -14,6 +14,7 @@ from typing import Any
 from veerunbook.alert_eval import AlertState, SignalSample, evaluate
 from veerunbook.alert_rules import ALERT_RULES, AlertRule, Signal, Tier
 from veerunbook.alert_units import hold_text, rule_quantity
+from veerunbook.figures import new_figure
 
 # One colour per tier, for threshold lines and firing periods alike.
 TIER_COLORS = {Tier.P0: "tab:red", Tier.P1: "tab:orange", Tier.P2: "goldenrod"}
@@ -65,9 +66,9 @@ def plot_history(
         print("no stored error rate or p95 values yet: nothing to plot")
         return None
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
 
-    figure, (rate_axis, p95_axis) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    figure = new_figure(9, 6.5)
+    rate_axis, p95_axis = figure.subplots(2, 1, sharex=True)
     axes = ((rate_axis, Signal.ERROR_RATE, errors), (p95_axis, Signal.P95_MS, p95))
     for axis, signal, samples in axes:
         scale = 100.0 if signal is Signal.ERROR_RATE else 1.0
@@ -87,7 +88,6 @@ def plot_history(
         " (dashed: alert thresholds, shaded: alert firing)"
     )
     figure.tight_layout()
-    plt.close(figure)
     return figure
 
 

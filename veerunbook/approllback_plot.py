@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from veerunbook.errorrate_plots import clock_axis
 from veerunbook.errorrate_text import ERROR_RATE_WARNING
+from veerunbook.figures import new_figure
 from veerunbook.triage import ERROR_RATE_FAIL, P95_FAIL_S, P95_WARN_S
 
 if TYPE_CHECKING:
@@ -49,9 +50,9 @@ def plot_watch(
         print("no interval with user requests: nothing to plot")
         return None
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
 
-    figure, (rates, latency) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    figure = new_figure(10, 5.5)
+    rates, latency = figure.subplots(2, 1, sharex=True)
     if watch is None:
         labelled = [(before, "before any change", "o")]
     else:
@@ -102,7 +103,6 @@ def plot_watch(
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
-    plt.close(figure)
     return figure
 
 

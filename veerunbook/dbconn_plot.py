@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from veerunbook.dbconn_pool import POOL_WARN_PCT
+from veerunbook.figures import new_figure
 
 if TYPE_CHECKING:
     from veerunbook.dbconn_pool import PoolWindow
@@ -30,11 +31,9 @@ def draw_pool(pool: PoolWindow) -> Any:
         print("no pool gauges in the window: nothing to plot")
         return None
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
 
-    figure, (utilisation, waiting) = plt.subplots(
-        2, 1, figsize=(10, 4.5), sharex=True, height_ratios=(3, 2)
-    )
+    figure = new_figure(10, 4.5)
+    utilisation, waiting = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
 
     # Upper panel: share of the pool in use, with the alert line.
     values = [_in_use(usage.utilisation) for usage in pool.usage]
@@ -68,7 +67,6 @@ def draw_pool(pool: PoolWindow) -> Any:
     waiting.xaxis.set_major_formatter(formatter)
     figure.autofmt_xdate()
     figure.tight_layout()
-    plt.close(figure)
     return figure
 
 

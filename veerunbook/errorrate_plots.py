@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from veerunbook.errorrate_text import ERROR_RATE_WARNING
+from veerunbook.figures import new_figure
 from veerunbook.triage import ERROR_RATE_FAIL, ERROR_RATE_WARN
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ def plot_error_rate(
         print("no interval with user requests: nothing to plot")
         return None
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
 
     end = points["end"].max().to_pydatetime()
     first = start or points["end"].min().to_pydatetime()
@@ -61,7 +61,8 @@ def plot_error_rate(
     left = min([first, *(change.time for change in deploys if change.time)])
     pad = (end - left) * 0.05
 
-    figure, axes = plt.subplots(figsize=(10, 3.5))
+    figure = new_figure(10, 3.5)
+    axes = figure.subplots()
     axes.plot(
         points["end"],
         points["rate"] * 100,
@@ -93,7 +94,6 @@ def plot_error_rate(
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
-    plt.close(figure)
     return figure
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
+from veerunbook.figures import new_figure
 from veerunbook.triage import P95_FAIL_S, P95_WARN_S
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ def plot_latency_timeline(timeline: pd.DataFrame) -> Any:
         print("no interval with user requests: nothing to plot")
         return None
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(10, 4))
+    figure = new_figure(10, 4)
+    axes = figure.subplots()
     for column, label, colour in _LINES:
         axes.plot(
             counted["end"], counted[column], marker="o", label=label, color=colour
@@ -67,5 +68,4 @@ def plot_latency_timeline(timeline: pd.DataFrame) -> Any:
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
-    plt.close(figure)
     return figure

@@ -13,6 +13,7 @@ from typing import Any
 from veerunbook.errorrate_plots import clock_axis
 from veerunbook.errorrate_security import FAILED_LOGINS_ATTACK, FAILED_LOGINS_WARN
 from veerunbook.errorrate_text import BLOCKED_CRITICAL, BLOCKED_WARNING
+from veerunbook.figures import new_figure
 from veerunbook.secincident_audit import Audit
 
 MINUTE = timedelta(minutes=1)
@@ -70,11 +71,10 @@ def plot_activity(audit: Audit | None) -> Any:
     if audit is None or not (failed or blocked):
         print("no failed logins or blocks with a time in the audit: nothing to plot")
         return None
-    import matplotlib.pyplot as plt
-
     end = audit.at
     start = min([*failed, *blocked])
-    figure, (logins, blocks) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    figure = new_figure(10, 5.5)
+    logins, blocks = figure.subplots(2, 1, sharex=True)
     steps = per_minute(failed, start, end)
     _panel(logins, steps, ("failed logins", "tab:red"), LOGIN_LINES)
     logins.set_ylabel("failed logins\nin the minute before")
@@ -86,7 +86,6 @@ def plot_activity(audit: Audit | None) -> Any:
     clock_axis(blocks, end - start)
     figure.autofmt_xdate()
     figure.tight_layout()
-    plt.close(figure)
     return figure
 
 

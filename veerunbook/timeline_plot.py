@@ -10,7 +10,8 @@ The samples are the observed values of the checks that carry these figures:
   performance-degradation), unit ``%``.
 
 Runs are drawn as markers at their finish, and executed or failed actions as vertical
-lines. matplotlib runs with the Agg backend and every figure is closed after saving.
+lines. The figure has an Agg canvas of its own, so pyplot and its backend stay
+untouched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from veerunbook.figures import new_figure
 
 if TYPE_CHECKING:
     from veerunbook.timeline import Timeline
@@ -63,24 +66,17 @@ def sample_of(record: Mapping[str, Any]) -> Sample | None:
 
 def plot_png(timeline: Timeline, *, dpi: int = 100) -> bytes:
     """Draw the figure of three axes sharing UTC time and return it as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
-    try:
-        for axis, series in zip(axes, SERIES, strict=True):
-            _draw_series(axis, timeline, series)
-            _draw_runs(axis, timeline)
-            _draw_actions(axis, timeline, label=axis is axes[0])
-        axes[-1].set_xlabel("time (UTC)")
-        figure.autofmt_xdate()
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi)
-    finally:
-        plt.close(figure)
+    figure = new_figure(10, 7)
+    axes = figure.subplots(3, 1, sharex=True)
+    for axis, series in zip(axes, SERIES, strict=True):
+        _draw_series(axis, timeline, series)
+        _draw_runs(axis, timeline)
+        _draw_actions(axis, timeline, label=axis is axes[0])
+    axes[-1].set_xlabel("time (UTC)")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from veerunbook.figures import new_figure
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -19,12 +21,9 @@ def plot_routes(routes: pd.DataFrame, limit: int = 12) -> Any:
     if routes.empty:
         print("no user traffic in the window: nothing to plot")
         return None
-    import matplotlib.pyplot as plt
-
     top = routes.nlargest(limit, "requests").iloc[::-1]
-    figure, (errors, latency) = plt.subplots(
-        1, 2, figsize=(11, 0.45 * len(top) + 1.5), sharey=True
-    )
+    figure = new_figure(11, 0.45 * len(top) + 1.5)
+    errors, latency = figure.subplots(1, 2, sharey=True)
     errors.barh(top["route"], top["5xx %"].fillna(0.0), color="tab:red")
     errors.axvline(ERROR_RATE_FAIL_PCT, color="black", linestyle="--", linewidth=1)
     errors.set_xlabel("5xx responses (%)")
@@ -34,5 +33,4 @@ def plot_routes(routes: pd.DataFrame, limit: int = 12) -> Any:
     latency.set_xlabel("p95 latency (ms)")
     latency.set_title("p95 per route (dashed: 2000 ms alert)")
     figure.tight_layout()
-    plt.close(figure)
     return figure
