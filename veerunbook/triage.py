@@ -8,12 +8,10 @@ check and leaves its facts unknown; it never stops the procedure.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from veerunbook import metrics
 from veerunbook.changes import Change, recent_changes
 from veerunbook.flows import FlowResult, run_user_flows
 from veerunbook.logs import ErrorGroup, group_errors, normalise_entries
@@ -21,40 +19,38 @@ from veerunbook.probe import ProbeResult
 from veerunbook.security import SecuritySummary, summarise_security
 from veerunbook.session import Session
 from veerunbook.severity import Classification, Signals, classify
-from veerunbook.text import counted, percent
-from veerunbook.triage_tables import (
-    Nothing,
-    frame,
-    group_row,
-    probe_row,
-    route_table,
-    slowest_route,
+from veerunbook.text import counted
+from veerunbook.triage_tables import Nothing, frame, group_row, probe_row
+from veerunbook.triage_window import (
+    ERROR_RATE_FAIL,
+    ERROR_RATE_WARN,
+    MEMORY_FAIL,
+    P95_FAIL_S,
+    P95_WARN_S,
+    POOL_WARN,
+    MetricsWindow,
+    close_window,
+    open_window,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# Thresholds for the checks, from the runbook's alerting section.
-ERROR_RATE_FAIL = 0.05  # critical alert: 5xx above 5 %
-ERROR_RATE_WARN = 0.005  # information alert: 5xx above 0.5 %
-P95_FAIL_S = 2.0  # warning alert: p95 above 2000 ms
-P95_WARN_S = 1.5  # information alert: p95 above 1500 ms
-POOL_WARN = 0.80  # information alert: pool utilisation above 80 %
-MEMORY_FAIL = 0.85  # warning alert: memory above 85 %
+# The alert thresholds live with the metrics checks in triage_window. Other procedures
+# import them from this module, which re-exports them.
+__all__ = [
+    "ERROR_RATE_FAIL",
+    "ERROR_RATE_WARN",
+    "HEALTH_ENDPOINTS",
+    "MEMORY_FAIL",
+    "P95_FAIL_S",
+    "P95_WARN_S",
+    "POOL_WARN",
+    "MetricsWindow",
+    "Triage",
+]
+
 HEALTH_ENDPOINTS = ("health", "healthz", "readyz", "database")
-
-
-@dataclass
-class MetricsWindow:
-    """The two scrapes of the metrics endpoint and what was computed from them."""
-
-    before: metrics.Scrape | None = None
-    after: metrics.Scrape | None = None
-    errors: metrics.ErrorRate | None = None
-    latency: metrics.LatencyReport | None = None
-    pool: metrics.PoolUsage | None = None
-    memory: metrics.ProcessMemory | None = None
-    problem: str | None = None
 
 
 @dataclass
@@ -78,83 +74,34 @@ class Triage:
         self._check_integrity()
         return frame([probe_row(result) for result in self.health.values()])
 
-    # Step 2.2: metrics over a window.
-    def sample_metrics(
-        self, window_seconds: float, progress: Callable[[str], None] | None = print
+    # Step 2.2: metrics over a window. The first scrape opens it, the error logs are
+    # read while it is open, and finish_window() takes the second scrape.
+    # NOTE: a target that configures its logs endpoint outside the health routes
+    # (metrics.DEFAULT_EXCLUDE) counts that one log request as user traffic.
+    def start_window(self, progress: Callable[[str], None] | None = print) -> None:
+        """Take the first metrics scrape, which opens the sampling window."""
+        opened = open_window(self.session, self.window)
+        if progress is not None:
+            progress(opened)
+
+    def finish_window(
+        self,
+        window_seconds: float,
+        progress: Callable[[str], None] | None = print,
+        while_waiting: Callable[[], object] | None = None,
     ) -> pd.DataFrame | Nothing:
-        """Scrape metrics twice, ``window_seconds`` apart; check rates and latency."""
-        window = self.window
-        window.before = self._scrape("metrics (first scrape)")
-        if window.before is None:
-            window.problem = "the metrics endpoint gave no usable exposition"
-            return frame([], "no metrics: the endpoint gave no usable exposition")
-        _wait(window_seconds, progress)
-        window.after = self._scrape("metrics (second scrape)")
-        if window.after is None:
-            window.problem = "the second scrape failed; rates are cumulative"
-            window.after, window.before = window.before, None
+        """Take the second scrape, ``window_seconds`` after the first, and check rates.
 
-        window.errors = metrics.error_rate(window.before, window.after)
-        window.latency = metrics.latency_quantiles(window.before, window.after)
-        window.pool = metrics.database_pool(window.after)
-        window.memory = metrics.process_memory(window.after)
-        self._check_error_rate(window.errors)
-        self._check_latency(window.latency)
-        self._check_pool(window.pool)
-        self._check_memory(window.after)
-        return route_table(window.errors, window.latency)
-
-    def _scrape(self, name: str) -> metrics.Scrape | None:
-        result = self.session.probe("metrics", name=name, expect="metrics")
-        if result.status == "error" or result.http_status != 200:
-            return None
-        scrape = metrics.parse_exposition(result.text, scraped_at=time.time())
-        if scrape.warnings:
-            self.session.run.check(
-                f"{name}: exposition format",
-                "warn",
-                observed=len(scrape.warnings),
-                unit="defects",
-                expected=0,
-                evidence=[warning.to_dict() for warning in scrape.warnings[:20]],
-                summary=scrape.warnings[0].message,
+        Waits only for the rest of the window. ``while_waiting`` runs once at the
+        start of that rest, when some is left. Raises ValueError when
+        ``start_window()`` has not run.
+        """
+        if self.window.opened is None:
+            raise ValueError(
+                "the metrics window is not open: call start_window() first."
             )
-        return scrape
-
-    def _check_error_rate(self, errors: metrics.ErrorRate) -> None:
-        rate = errors.rate
-        status = (
-            "skip" if rate is None else _grade(rate, ERROR_RATE_FAIL, ERROR_RATE_WARN)
-        )
-        shown = "no user requests" if rate is None else percent(rate, 2)
-        self.session.run.check(
-            "5xx error rate",
-            status,
-            observed=None if rate is None else round(rate * 100, 3),
-            unit="%",
-            expected="<= 5 % (critical alert), <= 0.5 % (information alert)",
-            evidence={"requests": errors.requests, "errors": errors.errors},
-            summary=f"{shown} of {errors.requests:.0f} requests; "
-            + "; ".join(errors.notes),
-        )
-
-    def _check_latency(self, latency: metrics.LatencyReport) -> None:
-        worst = slowest_route(latency)
-        if worst is None:
-            self.session.run.check("p95 latency", "skip", summary="no requests timed")
-            return
-        route, quantile = worst
-        assert quantile.value is not None
-        status = _grade(quantile.value, P95_FAIL_S, P95_WARN_S)
-        prefix = ">= " if quantile.lower_bound else ""
-        self.session.run.check(
-            "p95 latency",
-            status,
-            observed=round(quantile.value * 1000, 1),
-            unit="ms",
-            expected="<= 2000 ms (warning alert), <= 1500 ms (information alert)",
-            summary=f"slowest route {route}: "
-            f"p95 {prefix}{quantile.value * 1000:.0f} ms",
+        return close_window(
+            self.session, self.window, window_seconds, progress, while_waiting
         )
 
     def _check_integrity(self) -> None:
@@ -171,46 +118,6 @@ class Triage:
             "fail" if problem else "pass",
             evidence=body.get("integrity"),
             summary=problem or "the database reports its data valid",
-        )
-
-    def _check_pool(self, pool: metrics.PoolUsage) -> None:
-        if pool.utilisation is None:
-            self.session.run.check(
-                "connection pool", "skip", summary="no pool gauges in the metrics"
-            )
-            return
-        # A full pool with requests queueing is an outage in the making, not a hint.
-        waiting = pool.waiting or 0
-        status = "warn" if pool.utilisation > POOL_WARN else "pass"
-        if pool.utilisation >= 1.0 and waiting > 0:
-            status = "fail"
-        self.session.run.check(
-            "connection pool",
-            status,
-            observed=round(pool.utilisation * 100, 1),
-            unit="%",
-            expected="<= 80 % (information alert)",
-            evidence=pool.to_dict(),
-            summary=f"{pool.active:g} of {pool.max:g} connections in use, "
-            f"{waiting:g} requests waiting",
-        )
-
-    def _check_memory(self, scrape: metrics.Scrape) -> None:
-        from veerunbook.triage_signals import heap_fraction
-
-        fraction = heap_fraction(scrape)
-        if fraction is None:
-            self.session.run.check(
-                "heap memory", "skip", summary="no heap limit gauge in the metrics"
-            )
-            return
-        self.session.run.check(
-            "heap memory",
-            "fail" if fraction > MEMORY_FAIL else "pass",
-            observed=round(fraction * 100, 1),
-            unit="%",
-            expected="<= 85 % of the heap limit (warning alert)",
-            summary=f"heap {percent(fraction)} of its limit",
         )
 
     # Step 2.3: error logs.
@@ -296,18 +203,3 @@ def _log_entries(body: Any) -> Any:
             if isinstance(body.get(key), list):
                 return body[key]
     return body
-
-
-def _grade(value: float, fail_above: float, warn_above: float) -> str:
-    if value > fail_above:
-        return "fail"
-    return "warn" if value > warn_above else "pass"
-
-
-def _wait(seconds: float, progress: Callable[[str], None] | None) -> None:
-    """Sleep ``seconds`` in steps, reporting the time left about every 5 seconds."""
-    deadline = time.monotonic() + max(0.0, seconds)
-    while (left := deadline - time.monotonic()) > 0:
-        if progress is not None:
-            progress(f"waiting for the second scrape: {left:.0f} s left")
-        time.sleep(min(5.0, left))

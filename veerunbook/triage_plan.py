@@ -145,14 +145,16 @@ def recommend(triage: Triage) -> pd.DataFrame:
     """Rank the next procedures by the findings, naming the evidence for each."""
     import pandas as pd
 
-    from veerunbook.procedures import list_procedures
+    from veerunbook.procedures import notebooks_dir
 
-    available = {procedure.name for procedure in list_procedures()}
+    # Only whether each notebook exists matters here, so no notebook is read.
+    folder = notebooks_dir()
     rows = []
     for name, why in _PROCEDURES:
         evidence = _evidence_for(triage, name)
         if evidence:
-            ready = "available" if name in available else "not built yet"
+            notebook = folder / f"{name}.ipynb"
+            ready = "available" if notebook.is_file() else "not built yet"
             rows.append(
                 {
                     "procedure": name,
