@@ -127,6 +127,25 @@ def test_connection_file_private_and_removed(archive: Path) -> None:
     assert not runtime_dir.parent.exists()
 
 
+def test_kernel_on_unix_sockets(archive: Path) -> None:
+    stdout = _stdout(_notebook(_run("ok", archive)))
+    files = stdout.split("runtime files: ")[1].splitlines()[0]
+    for channel in range(1, 6):
+        assert f"'sock-{channel}'" in files
+
+
+def test_long_tmpdir_falls_back_to_tcp(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_tmp = tmp_path / ("t" * 60)
+    long_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    outcome = _run("ok", archive)
+    files = _stdout(_notebook(outcome)).split("runtime files: ")[1].splitlines()[0]
+    assert outcome.status == "ok"
+    assert "sock-" not in files
+
+
 def test_metadata_block_and_strict_json(archive: Path) -> None:
     outcome = _run("ok", archive)
     text = outcome.notebook.read_text(encoding="utf-8")

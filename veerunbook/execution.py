@@ -43,6 +43,8 @@ _log = logging.getLogger("veerunbook.execution")
 KERNEL_NAME = "python3"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 _KILL_WAIT_S = 5.0
+# sun_path of a Unix socket address is 108 bytes on Linux, including the final NUL.
+_MAX_SOCKET_PATH = 107
 # jupyter_client sends SIGTERM to a kernel that has not exited half this time after
 # its shutdown request, and SIGKILL at the end (default 5 s). ipykernel 7.4 sometimes
 # hangs on exit because its control thread flushes output through the IOPub thread
@@ -222,13 +224,35 @@ def _kernel_manager_class(
             return "auto" if zmq.has("curve") else "disabled"
 
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
-            self.connection_file = str(runtime_dir / f"kernel-{uuid.uuid4()}.json")
+            name = f"kernel-{uuid.uuid4().hex[:12]}"
+            self.connection_file = str(runtime_dir / f"{name}.json")
+            _use_unix_sockets(self, runtime_dir / "sock")
             await super().start_kernel(**kw, env=dict(env), stderr=stderr)
             process = getattr(self.provisioner, "process", None)
             if isinstance(process, subprocess.Popen):
                 launched.append(process)
 
     return PrivateKernelManager
+
+
+def _use_unix_sockets(manager: AsyncKernelManager, prefix: Path) -> None:
+    """Connect the kernel through Unix sockets named ``<prefix>-<n>``, if they fit.
+
+    A free TCP port on loopback is found by binding and releasing it, so kernels
+    started at the same moment (a group run), or another process's outgoing
+    connection, can take it before the kernel binds it ("Address already in use").
+    Sockets in the run's own runtime folder cannot collide, and the folder's mode (0700)
+    keeps other local users off them. A path too long for a socket address keeps TCP.
+    """
+    if len(os.fsencode(prefix)) + len("-65535") > _MAX_SOCKET_PATH:
+        _log.warning(
+            "runtime folder %s is too long for Unix socket names; the kernel listens "
+            "on TCP ports on loopback instead (set TMPDIR to a shorter folder)",
+            prefix.parent,
+        )
+        return
+    manager.transport = "ipc"
+    manager.ip = str(prefix)
 
 
 def _kill_leftovers(launched: list[subprocess.Popen[bytes]]) -> None:
