@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from veerunbook.backup_manifest import (
     BACKUP_SUFFIXES,
     Manifest,
@@ -62,6 +60,8 @@ def split_dsn(dsn: str) -> PgLogin:
     Raises UsageError for an invalid DSN or one with an ``sslpassword``, which no
     environment variable can carry.
     """
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     target = parse_dsn(dsn)
     parsed = conninfo_to_dict(dsn).items()
     params = {key: str(value) for key, value in parsed if value is not None}

@@ -13,8 +13,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 from veerunbook import backup_pg, backup_sqlite, pg_content
 from veerunbook.backup_manifest import (
     Manifest,
@@ -168,6 +166,8 @@ def verify_emergency_backup(
     such as an older backup that a ``db_backup`` command copied under the new name.
     Returns whether the backup verified, and the detail.
     """
+    import psycopg  # loaded here, not when the notebook's first cell imports this
+
     problems = verify_backup(folder, manifest, timeout_s=timeout_s, redactor=redactor)
     if problems:
         return False, f"backup {manifest.name}: {'; '.join(problems)}"

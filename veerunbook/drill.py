@@ -11,6 +11,7 @@ starts a second one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -18,9 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from veerunbook.errors import UsageError
 from veerunbook.incident import incident_dir, load_incident, open_or_update
@@ -37,9 +36,12 @@ from veerunbook.run_summary import (
     recommended,
     run_events,
 )
-from veerunbook.runner import RunOutcome, run_procedure
 from veerunbook.target import DEMO_DATA_DIR_ENV, DEMO_URL_ENV, GENERATED_TOKENS
 from veerunbook.verify import verify
+
+# The runner loads papermill and the Jupyter client, which ``describe`` does not need.
+if TYPE_CHECKING:
+    from veerunbook.runner import RunOutcome
 
 _log = logging.getLogger("veerunbook.drill")
 
@@ -179,6 +181,8 @@ def _run(
     redactor: Redactor,
     params: dict[str, Any],
 ) -> None:
+    from veerunbook.runner import run_procedure
+
     _log.info("drill %s: running %s", report.scenario, procedure)
     outcome = run_procedure(
         procedure,
@@ -197,7 +201,7 @@ def _follow_up_params(procedure: Procedure, window_seconds: float) -> dict[str, 
     A follow-up procedure's own default window (30 s or more) would make a drill
     several times longer without changing what it finds on the embedded target.
     """
-    nb = nbformat.read(procedure.path, as_version=4)  # type: ignore[no-untyped-call]
+    nb = json.loads(procedure.path.read_text(encoding="utf-8"))
     names = {spec.name for spec in read_parameters(nb)}
     return {"window_seconds": window_seconds} if "window_seconds" in names else {}
 

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from papermill.exceptions import PapermillExecutionError
-
 from veerunbook.journal import to_json_value, write_atomic
 from veerunbook.redact import Redactor
 
@@ -99,6 +96,10 @@ def assess_execution(
 
 def describe_error(error: BaseException, cell_timeout: float | None = None) -> str:
     """Describe in a few words why the executor stopped."""
+    # Imported here so that reading an archived notebook does not load the executor.
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
     if isinstance(error, DeadKernelError):
         return "kernel died"
     if isinstance(error, CellTimeoutError):

@@ -43,8 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from veerunbook.errors import ParameterError, UsageError
 from veerunbook.paramformats import FORMATS, check_format
 from veerunbook.paramtypes import (
@@ -370,6 +368,8 @@ def _known_spec(by_name: Mapping[str, ParamSpec], name: str) -> ParamSpec:
 
 def _load_yaml_mapping(path: Path) -> dict[str, Any]:
     """Load a ``-f`` parameter file, which must contain a mapping with string keys."""
+    import yaml  # loaded here because only ``-f`` needs it
+
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -15,8 +15,6 @@ import tokenize
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import yaml
-
 from veerunbook.errors import ParameterError, UsageError
 
 SCALARS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
@@ -110,6 +108,8 @@ def convert_text(ptype: ParamType, name: str, text: str) -> Any:
     if base is float:
         return _convert_float(ptype, name, text)
     if base in (list, dict):
+        import yaml  # loaded here because only list and dict values need it
+
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:

@@ -11,9 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from veerunbook.pg_snapshot import (
     ACTIVE,
@@ -23,6 +21,12 @@ from veerunbook.pg_snapshot import (
     Snapshot,
     format_age,
 )
+
+# pandas is imported in the methods that build tables, because importing it takes
+# about 0.3 s (-X importtime, 2 cores) and a notebook's first cell imports this module
+# before any table is shown.
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Sessions idle in transaction for longer than this are reported as leaked.
 IDLE_LIMIT = timedelta(minutes=5)
@@ -72,6 +76,8 @@ class Capacity:
 
     def frame(self) -> pd.DataFrame:
         """Return the numbers as a quantity/value table."""
+        import pandas as pd
+
         return pd.DataFrame(self.rows())
 
 
@@ -119,6 +125,8 @@ class StateCounts:
 
     def frame(self) -> pd.DataFrame:
         """Return one row per state with its number of sessions."""
+        import pandas as pd
+
         rows = [{"state": state, "sessions": n} for state, n in self.counts.items()]
         if self.hidden:
             rows.append({"state": HIDDEN_STATE, "sessions": self.hidden})
@@ -205,6 +213,8 @@ class IdleInTransaction:
 
     def frame(self) -> pd.DataFrame:
         """Return one row per application, with formatted ages."""
+        import pandas as pd
+
         rows = [
             {
                 "application": app.application_name,
@@ -220,6 +230,8 @@ class IdleInTransaction:
 
     def sessions_frame(self) -> pd.DataFrame:
         """Return one row per session, oldest first."""
+        import pandas as pd
+
         rows = [
             {
                 "pid": s.pid,

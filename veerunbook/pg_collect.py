@@ -16,11 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import pandas as pd
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from veerunbook.pg_connect import (
     DsnTarget,
@@ -33,6 +29,12 @@ from veerunbook.pg_connect import (
 from veerunbook.pg_errors import ErrorClass
 from veerunbook.pg_mask import mask_sql
 from veerunbook.pg_snapshot import PgSettings, Snapshot, backends_from_rows
+
+# pandas and psycopg are imported in the functions that use them, because a notebook's
+# first cell imports this module without reading a database or building a table.
+if TYPE_CHECKING:
+    import pandas as pd
+    import psycopg
 
 _log = logging.getLogger("veerunbook.pg")
 
@@ -71,6 +73,8 @@ def collect(
     report hidden sessions as unknown. Passwords in the queries are masked. Raises
     DatabaseUnavailable or UsageError (see module).
     """
+    import psycopg
+
     target = parse_dsn(dsn)
     try:
         with open_connection(target, timeout_s, application_name) as conn:
@@ -131,6 +135,8 @@ def connect_timing(
     A psycopg error (refused, rejected, timed out) comes back in the result, masked
     and classified. Raises UsageError for a DSN that cannot be parsed.
     """
+    import psycopg
+
     target = parse_dsn(dsn)
     started = time.perf_counter()
     try:
@@ -182,6 +188,8 @@ class SlowStatements:
         return self.reason is None
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([asdict(s) for s in self.statements])
 
 
@@ -201,6 +209,8 @@ def slow_statements(
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}.")
+    import psycopg
+
     target = parse_dsn(dsn)
     try:
         with open_connection(target, timeout_s, application_name) as conn:
@@ -217,6 +227,8 @@ def slow_statements(
 def _read_statements(
     conn: psycopg.Connection[dict[str, Any]], limit: int, target: DsnTarget
 ) -> SlowStatements:
+    from psycopg import sql
+
     installed = conn.execute(
         "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"
     ).fetchone()

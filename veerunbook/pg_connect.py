@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from typing import TYPE_CHECKING, Any
 
 from veerunbook.errors import DatabaseUnavailable, UsageError
 from veerunbook.pg_errors import (
@@ -29,6 +25,12 @@ from veerunbook.pg_errors import (
     classify_error,
 )
 from veerunbook.redact import Redactor
+
+# psycopg is imported in the functions that use it, because importing it takes about
+# 0.1 s (-X importtime, 2 cores) and a notebook's first cell imports this module
+# without connecting.
+if TYPE_CHECKING:
+    import psycopg
 
 _ADVICE = {
     CONNECTION_LIMIT: "the server has no free slot for this role, so connect as "
@@ -62,6 +64,9 @@ class DsnTarget:
 
 def parse_dsn(dsn: str) -> DsnTarget:
     """Parse ``dsn`` as libpq does, or raise UsageError with the password masked."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     redactor = Redactor([dsn])
     try:
         params = conninfo_to_dict(dsn)
@@ -88,6 +93,9 @@ def open_connection(
     target: DsnTarget, timeout_s: float, application_name: str
 ) -> psycopg.Connection[dict[str, Any]]:
     """Connect with dict rows and a ``connect_timeout`` derived from ``timeout_s``."""
+    import psycopg
+    from psycopg.rows import dict_row
+
     # libpq counts connect_timeout in whole seconds and treats anything below 2 as 2.
     return psycopg.connect(
         target.dsn,
@@ -109,6 +117,8 @@ def begin_read_only(conn: psycopg.Connection[Any], timeout_s: float) -> None:
 
 def classify_failure(exc: psycopg.Error, target: DsnTarget) -> tuple[str, ErrorClass]:
     """Return the error's message, with the password masked, and its classification."""
+    import psycopg
+
     message = target.redactor.mask(str(exc).strip())
     if isinstance(exc, psycopg.errors.ConnectionTimeout):
         return message, classify_error("connection timeout expired")

@@ -13,10 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from veerunbook.backup_manifest import TableDigests, digest_rows
 from veerunbook.errors import BackupError
@@ -26,6 +23,11 @@ from veerunbook.pg_connect import (
     open_connection,
     parse_dsn,
 )
+
+# psycopg is imported in the functions that use it, because its import takes about
+# 0.1 s and the database-rollback notebook imports this module before any read.
+if TYPE_CHECKING:
+    import psycopg
 
 APPLICATION_NAME = "veerunbook-database-rollback"
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
@@ -57,6 +59,8 @@ class Amcheck:
 
 def pg_digests(conn: psycopg.Connection[Any]) -> TableDigests:
     """Digest every ordinary table of the database that ``conn`` is connected to."""
+    from psycopg import sql
+
     tables = conn.execute(_TABLES, (list(_SYSTEM_SCHEMAS),)).fetchall()
     digests = {}
     for row in tables:
@@ -82,6 +86,8 @@ def amcheck(dsn: str, timeout_s: float) -> Amcheck:
 
     It never installs the extension, because that would change the database.
     """
+    import psycopg
+
     with snapshot_session(dsn, timeout_s) as conn:
         row = conn.execute(
             "SELECT extversion FROM pg_extension WHERE extname = 'amcheck'"
@@ -111,6 +117,8 @@ def snapshot_session(dsn: str, timeout_s: float) -> Iterator[psycopg.Connection[
     ``timeout_s`` bounds the connection and each statement. Raises
     DatabaseUnavailable when the server cannot be reached.
     """
+    import psycopg
+
     target = parse_dsn(dsn)
     try:
         conn = open_connection(target, timeout_s, APPLICATION_NAME)

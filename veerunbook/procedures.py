@@ -9,12 +9,12 @@ replaces the folder.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import nbformat
+from typing import Any
 
 from veerunbook.errors import UsageError
 
@@ -87,15 +87,66 @@ def _notebook_paths() -> list[Path]:
 def _load(path: Path) -> Procedure:
     """Read a notebook's header cell into a Procedure."""
     try:
-        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        header = _header_markdown(path)
     except (OSError, ValueError) as exc:
         raise UsageError(
             f"procedure notebook {str(path)!r} cannot be read ({exc}); restore it "
             "from version control."
         ) from None
-    header = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
     title, purpose = _title_and_purpose(header)
     return Procedure(path.stem, path, title or path.stem, purpose)
+
+
+def _header_markdown(path: Path) -> str:
+    """Return the source of the notebook's first markdown cell, or "".
+
+    A well-formed nbformat 4 notebook is read as plain JSON, because importing
+    nbformat and its schema validator costs more than ``veerunbook list`` itself.
+    Other versions and malformed cells go through ``nbformat.reads``, which converts
+    them to version 4 and raises its usual errors. The JSON path skips nbformat's
+    schema validation, which here only logged what it found.
+    """
+    text = path.read_text(encoding="utf-8")
+    cells = _v4_cells(_parse_json(text))
+    if cells is None:
+        import nbformat
+
+        nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+        return next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            source = cell["source"]
+            return source if isinstance(source, str) else "".join(source)
+    return ""
+
+
+def _parse_json(text: str) -> Any:
+    """Parse notebook JSON, raising ValueError with nbformat 5.10's message."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        message = f"Notebook does not appear to be JSON: {text!r}"
+        if len(message) > 80:
+            message = message[:77] + "..."
+        raise ValueError(message) from None
+
+
+def _v4_cells(nb: Any) -> list[dict[str, Any]] | None:
+    """Return the cells of a well-formed nbformat 4 notebook, else None."""
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4:
+        return None
+    cells = nb.get("cells")
+    if not isinstance(cells, list):
+        return None
+    for cell in cells:
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
+            return None
+        source = cell.get("source")
+        if not isinstance(source, str) and not (
+            isinstance(source, list) and all(isinstance(s, str) for s in source)
+        ):
+            return None
+    return cells
 
 
 def _title_and_purpose(markdown: str) -> tuple[str, str]:

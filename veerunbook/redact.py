@@ -23,9 +23,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-from psycopg import ProgrammingError
-from psycopg.conninfo import conninfo_to_dict
-
 MASK = "***"
 
 # Values shorter than this are not masked by value: masking "ab" everywhere would make
@@ -246,6 +243,11 @@ def userinfo_misread(userinfo: str) -> bool:
 
 def _libpq_passwords(conninfo: str) -> set[str] | None:
     """Return the secret keywords' values libpq parses, or None when it rejects them."""
+    # Imported here because psycopg's import takes about 0.1 s, and most runs declare
+    # no database URL among their secrets.
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         parsed = conninfo_to_dict(conninfo)
     except ProgrammingError:

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +137,40 @@ def begin(
 
 def _show_whole_cells() -> None:
     """Show table cells in full: pandas cuts text at 50 characters by default, which
-    hid the end of plans and evidence, where a plan names what would change."""
+    hid the end of plans and evidence, where a plan names what would change.
+
+    IPython's display formatters take the printers by type name, so pandas is imported
+    by the first table and not here. Outside IPython no table is displayed, so nothing
+    is registered.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+    formatters = shell.display_formatter.formatters
+    for module in _PANDAS_MODULES:
+        formatters["text/html"].for_type_by_name(module, "DataFrame", _table_html)
+        for name in ("DataFrame", "Series"):
+            formatters["text/plain"].for_type_by_name(module, name, _table_text)
+
+
+# IPython looks the printers up by the type's ``__module__``: "pandas" in pandas 3.1,
+# the defining module in pandas 2.
+_PANDAS_MODULES = ("pandas", "pandas.core.frame", "pandas.core.series")
+
+
+def _table_html(table: Any) -> str | None:
+    _set_whole_cells()
+    html: str | None = table._repr_html_()
+    return html
+
+
+def _table_text(table: Any, printer: Any, cycle: bool) -> None:
+    _set_whole_cells()
+    printer.text(repr(table))
+
+
+def _set_whole_cells() -> None:
     import pandas as pd
 
     pd.set_option("display.max_colwidth", None)
