@@ -265,6 +265,35 @@ def test_slow_scrape_shortens_wait() -> None:
     assert clock.sleeps == [3.0, 3.0, 3.0, 3.0]
 
 
+def test_wait_work_counts_toward_wait() -> None:
+    # The work takes 1.5 s of the first 5 s wait and runs once.
+    clock = FakeClock()
+    calls: list[float] = []
+
+    def work() -> None:
+        calls.append(clock.now)
+        clock.now += 1.5
+
+    sample_series(
+        Fetcher(),
+        window_seconds=20,
+        samples=4,
+        sleep=clock.sleep,
+        clock=clock,
+        while_waiting=work,
+    )
+    assert calls == [0.0]
+    assert clock.sleeps == [3.5, 5.0, 5.0, 5.0]
+
+
+def test_no_wait_work_without_window() -> None:
+    calls: list[int] = []
+    sample_series(
+        Fetcher(), window_seconds=0, samples=2, while_waiting=lambda: calls.append(1)
+    )
+    assert calls == []
+
+
 def test_long_wait_split_for_progress() -> None:
     # 24 s in one interval: pieces of 5, 5, 5, 5 and 4 s.
     clock = FakeClock()

@@ -30,6 +30,7 @@ from veerunbook.alert_promql import (
 from veerunbook.alert_rules import Signal
 from veerunbook.alert_signals import signal_values
 from veerunbook.alert_store import StoredScrape
+from veerunbook.figures import preload
 from veerunbook.metrics_parse import parse_exposition
 from veerunbook.metrics_scrape import Scrape
 from veerunbook.probe import probe
@@ -202,8 +203,13 @@ def _nothing() -> dict[Signal, float | None]:
 
 
 def _wait(seconds: float, progress: Callable[[str], None] | None) -> None:
-    """Sleep ``seconds`` in steps, reporting the time left about every 5 seconds."""
+    """Sleep ``seconds`` in steps, reporting the time left about every 5 seconds.
+
+    matplotlib is imported first, inside the wait, for the plot that follows.
+    """
     deadline = time.monotonic() + max(0.0, seconds)
+    if seconds > 0:
+        preload()
     while (left := deadline - time.monotonic()) > 0:
         if progress is not None:
             progress(f"waiting for the second scrape: {left:.0f} s left")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from veerunbook import metrics
+from veerunbook.figures import preload
 from veerunbook.text import counted
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def sample_series(
     progress: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    while_waiting: Callable[[], object] | None = preload,
 ) -> list[Sample]:
     """Scrape ``samples + 1`` times, evenly spread over ``window_seconds``.
 
@@ -87,8 +89,11 @@ def sample_series(
     stops there and the series has two failed samples. Otherwise the rest of the
     window is sampled, and scrapes whose time passed during the retry are skipped.
 
-    ``sleep`` and ``clock`` (seconds, monotonic) are replaceable for tests. Raises
-    ValueError when ``samples`` < 1 or the window is negative.
+    ``while_waiting`` runs once, at the start of the first wait between scrapes,
+    and its time counts toward that wait. The default imports matplotlib there, so
+    the plot that follows a window does not pay for it. ``sleep`` and ``clock``
+    (seconds, monotonic) are replaceable for tests. Raises ValueError when
+    ``samples`` < 1 or the window is negative.
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, not {samples}.")
@@ -112,6 +117,10 @@ def sample_series(
         # Scrape i is due at start + i * step. The wait is planned once per scrape
         # and slept in pieces, so progress shows and an injected sleep terminates.
         delay = due - clock()
+        if delay > 0 and while_waiting is not None:
+            while_waiting()
+            while_waiting = None
+            delay = due - clock()
         while delay > 0:
             report(index + 1, window_seconds - index * step + delay)
             piece = min(PROGRESS_EVERY_SECONDS, delay)
