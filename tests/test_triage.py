@@ -167,3 +167,55 @@ def test_recommend_missing_notebook(
     table = recommend(triage)
     triage.session.close()
     assert table["status"].tolist() == ["not built yet"]
+
+
+class _Gate:
+    """A loopback server whose health routes answer only once all four are waiting."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.arrived = threading.Barrier(4, timeout=5)
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                try:
+                    gate.arrived.wait()
+                    status = 200
+                except threading.BrokenBarrierError:
+                    status = 503
+                body = b'{"status": "ok"}' if status == 200 else b'{"status": "down"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_health_probes_sent_together(tmp_path: Path) -> None:
+    # Sent one after another, the first request would wait at the barrier alone
+    # until its 5 s timeout and every answer would be 503.
+    gate = _Gate()
+    try:
+        triage = begin(gate.url, tmp_path)
+        triage.probe_health()
+        triage.session.close()
+    finally:
+        gate.close()
+    assert [result.http_status for result in triage.health.values()] == [200] * 4
+    names = check_names(triage)
+    assert names[:4] == ["health", "healthz", "readyz", "database"]
