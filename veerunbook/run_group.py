@@ -51,6 +51,8 @@ _PRELOAD = (
     "ipykernel.kernelspec",
 )
 
+# The signals a group run forwards to its children.
+_FORWARDED = (signal.SIGINT, signal.SIGTERM)
 _NOT_STARTED = "not started"
 
 
@@ -161,7 +163,7 @@ class _Group:
         """Run every planned procedure and return the reports."""
         saved = {
             signum: signal.signal(signum, self._forward)
-            for signum in (signal.SIGINT, signal.SIGTERM)
+            for signum in _FORWARDED
         }
         reports: list[RunReport] = []
         try:
@@ -200,9 +202,16 @@ class _Group:
         )
         # The child inherits the output buffer, so flush it before the fork.
         self.output.flush()
-        process.start()
-        sender.close()  # the child has its own copy; closing ours lets EOF show
-        self.running.append(_Child(planned, process, receiver))
+        # SIGINT and SIGTERM stay pending across the fork: the child unblocks them
+        # once its own handlers are installed, and the parent once the child is
+        # listed for forwarding, so neither loses one that arrives in between.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            process.start()
+            sender.close()  # the child has its own copy; closing ours lets EOF show
+            self.running.append(_Child(planned, process, receiver))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         _log.debug("started %s in process %s", planned.procedure.name, process.pid)
 
     def _collect_finished(self) -> list[RunReport]:

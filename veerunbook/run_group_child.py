@@ -68,6 +68,9 @@ def run_child(planned: PlannedRun, settings: GroupSettings, pipe: Connection) ->
     """Run one procedure in a forked child and send its RunReport through ``pipe``."""
     early = _EarlySignals()
     early.install()
+    # The parent blocked SIGINT and SIGTERM for the fork; one that arrived since is
+    # delivered to the handler just installed.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
     # Several papermill progress bars on one terminal would overwrite each other and
     # the parent's progress line, so the child's stderr does not count as a terminal.
     sys.stderr = _NotATerminal(sys.stderr)
