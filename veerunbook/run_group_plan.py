@@ -8,6 +8,7 @@ declares it, converted and checked by that procedure's own declaration.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from veerunbook.params import (
 from veerunbook.procedures import Procedure, find_procedure
 
 __all__ = ["PlannedRun", "plan_runs"]
+
+# Errors about one parameter start with its quoted name (see veerunbook.params).
+_PARAMETER_NAME = re.compile(r"parameter '([^']+)'")
 
 
 @dataclass(frozen=True)
@@ -127,17 +131,23 @@ def _parameters_for(
     """
     own = specs[procedure]
     own_names = {spec.name for spec in own}
-    others = {
-        spec.name: spec
+    others: dict[str, tuple[str, ParamSpec]] = {
+        spec.name: (name, spec)
         for name, found in specs.items()
         if name != procedure
         for spec in found
         if spec.name not in own_names
     }
     try:
-        every = resolve_parameters([*own, *others.values()], cli, files)
+        every = resolve_parameters(
+            [*own, *(spec for _, spec in others.values())], cli, files
+        )
     except ParameterError as error:
-        raise ParameterError(f"procedure {procedure!r}: {error}") from None
+        # Name the procedure whose declaration rejected the value.
+        match = _PARAMETER_NAME.match(str(error))
+        declared_by = others.get(match.group(1)) if match else None
+        blamed = declared_by[0] if declared_by else procedure
+        raise ParameterError(f"procedure {blamed!r}: {error}") from None
 
     # Replay each kept value's origins, so that the run journals the same sources
     # (-p or -f FILE, and what each overrode) as a run of this procedure alone.
