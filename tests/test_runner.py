@@ -239,7 +239,7 @@ sys.exit(outcome.exit_code)
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_aborts_and_cleans_up(
     archive: Path, tmp_path: Path, signum: signal.Signals
 ) -> None:
@@ -250,13 +250,13 @@ def test_signal_aborts_and_cleans_up(
     command = [sys.executable, "-c", _RUNNER_SCRIPT, str(archive), str(pid_file)]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE) as runner:
         kernel_pid = _wait_for_pid(pid_file, runner)
-        runner.send_signal(signal.SIGTERM)
+        runner.send_signal(signum)
         stdout, _ = runner.communicate(timeout=120)
 
     assert runner.returncode == 3
     assert json.loads(stdout) == {
         "status": "aborted",
-        "reason": "interrupted by SIGTERM",
+        "reason": f"interrupted by {signum.name}",
     }
     assert not _running(kernel_pid)
     assert list(private_tmp.iterdir()) == []

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         metavar="SECONDS",
-        help="abort the whole run after this many seconds (default: no limit)",
+        help="abort a run after this many seconds; with several procedures, each "
+        "run has its own limit (default: no limit)",
     )
     run.add_argument(
         "--cell-timeout",

@@ -36,7 +36,13 @@ from traitlets import default
 from veerunbook import __version__
 from veerunbook.redact import RedactingFilter, Redactor
 
-__all__ = ["ExecutionResult", "InterruptGuard", "engine_versions", "execute_notebook"]
+__all__ = [
+    "STOP_SIGNALS",
+    "ExecutionResult",
+    "InterruptGuard",
+    "engine_versions",
+    "execute_notebook",
+]
 
 _log = logging.getLogger("veerunbook.execution")
 
@@ -56,8 +62,14 @@ _SHUTDOWN_WAIT_S = 1.0
 _KERNEL_ARGV = (sys.executable, "-m", "veerunbook.kernel_launch")
 
 
+# The signals that end a run as aborted: Ctrl-C, a service manager's stop, and a
+# closed terminal or dropped SSH session.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class InterruptGuard:
-    """Turn SIGINT, SIGTERM and the run timeout into KeyboardInterrupt while armed.
+    """Turn SIGINT, SIGTERM, SIGHUP and the run timeout into KeyboardInterrupt while
+    armed.
 
     Outside ``armed()`` a signal is only recorded, so archiving a run is never cut
     short. Only the first signal interrupts. Handlers are installed only in the main
@@ -77,7 +89,7 @@ class InterruptGuard:
     def __enter__(self) -> InterruptGuard:
         if not self._main_thread:
             return self
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+        for signum in (*STOP_SIGNALS, signal.SIGALRM):
             self._previous[signum] = signal.signal(signum, self._handle)
         if self.run_timeout is not None:
             signal.setitimer(signal.ITIMER_REAL, self.run_timeout)

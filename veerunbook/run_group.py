@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from veerunbook.config import Config
+from veerunbook.execution import STOP_SIGNALS
 from veerunbook.redact import Redactor
 from veerunbook.run_group_child import GroupSettings, RunReport, run_child
 from veerunbook.run_group_plan import PlannedRun, plan_runs
@@ -52,7 +53,7 @@ _PRELOAD = (
 )
 
 # The signals a group run forwards to its children.
-_FORWARDED = (signal.SIGINT, signal.SIGTERM)
+_FORWARDED = STOP_SIGNALS
 _NOT_STARTED = "not started"
 
 
@@ -161,10 +162,7 @@ class _Group:
 
     def run(self) -> list[RunReport]:
         """Run every planned procedure and return the reports."""
-        saved = {
-            signum: signal.signal(signum, self._forward)
-            for signum in _FORWARDED
-        }
+        saved = {signum: signal.signal(signum, self._forward) for signum in _FORWARDED}
         reports: list[RunReport] = []
         try:
             self._progress(reports)

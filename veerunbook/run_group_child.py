@@ -21,6 +21,7 @@ from types import FrameType
 from typing import TextIO
 
 from veerunbook.errors import RunError, VeerunbookError
+from veerunbook.execution import STOP_SIGNALS
 from veerunbook.redact import Redactor
 from veerunbook.run_group_plan import PlannedRun
 
@@ -70,7 +71,7 @@ def run_child(planned: PlannedRun, settings: GroupSettings, pipe: Connection) ->
     early.install()
     # The parent blocked SIGINT and SIGTERM for the fork; one that arrived since is
     # delivered to the handler just installed.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # Several papermill progress bars on one terminal would overwrite each other and
     # the parent's progress line, so the child's stderr does not count as a terminal.
     sys.stderr = _NotATerminal(sys.stderr)
@@ -140,7 +141,7 @@ class _EarlySignals:
         self.received: str | None = None
 
     def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
