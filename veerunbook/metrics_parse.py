@@ -18,8 +18,6 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from veerunbook.metrics_checks import (
     add_inf_buckets,
     escape_warnings,
@@ -189,6 +187,9 @@ def _parse_chunk(
 
     Returns the families, or the parser's reason as a string when it rejects the text.
     """
+    # Imported here: most bodies never leave the strict reader.
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         metrics = list(text_string_to_metric_families(text))
     except Exception as error:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from veerunbook.changes import Change, recent_changes
 from veerunbook.flows import FlowResult, run_user_flows
-from veerunbook.logs import ErrorGroup, group_errors, normalise_entries
 from veerunbook.probe import ProbeResult
 from veerunbook.security import SecuritySummary, summarise_security
 from veerunbook.session import Session
@@ -36,6 +35,8 @@ from veerunbook.triage_window import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from veerunbook.logs import ErrorGroup
 
 # The alert thresholds live with the metrics checks in triage_window. Other procedures
 # import them from this module, which re-exports them.
@@ -141,6 +142,8 @@ class Triage:
         entries = _log_entries(body)
         if result.status != "pass" or not isinstance(entries, list):
             return frame([], f"error logs could not be read: {result.summary()}")
+        from veerunbook.logs import group_errors, normalise_entries
+
         self.error_groups = group_errors(normalise_entries(entries))
         total = sum(group.count for group in self.error_groups)
         self.session.run.check(

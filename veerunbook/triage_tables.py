@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from veerunbook import metrics
-from veerunbook.logs import ErrorGroup
 from veerunbook.probe import ProbeResult
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from veerunbook.logs import ErrorGroup
 
 
 def slowest_route(
