@@ -35,6 +35,7 @@ HEAVY = (
     "nbconvert",
     "starlette",
     "uvicorn",
+    "prometheus_client",
 )
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
