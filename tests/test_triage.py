@@ -219,3 +219,60 @@ def test_health_probes_sent_together(tmp_path: Path) -> None:
     assert [result.http_status for result in triage.health.values()] == [200] * 4
     names = check_names(triage)
     assert names[:4] == ["health", "healthz", "readyz", "database"]
+
+
+class _Logs:
+    """A loopback server whose log endpoint applies a limit, as the demo's does."""
+
+    def __init__(self, stored: int) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        self.queries: list[dict[str, list[str]]] = []
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                server_self.queries.append(query)
+                limit = int(query.get("limit", ["200"])[0])
+                entries = [
+                    {"level": "error", "time": 1_700_000_000_000 + i, "msg": "boom"}
+                    for i in range(min(stored, limit))
+                ]
+                body = json.dumps({"logs": entries, "limit": limit}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("stored", "cut"), [(437, False), (1500, True)])
+def test_error_logs_limit_reported(tmp_path: Path, stored: int, cut: bool) -> None:
+    logs = _Logs(stored)
+    try:
+        triage = begin(logs.url, tmp_path)
+        triage.read_error_logs("60m")
+        triage.session.close()
+    finally:
+        logs.close()
+    checks = triage.session.run.checks
+    check = next(check for check in checks if check.name == "error log entries")
+    assert logs.queries[0]["limit"] == ["1000"]
+    assert check.observed == min(stored, 1000)
+    assert ("limit was reached" in check.summary) is cut

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from veerunbook.logs import LogRecord, normalise_entries
+from veerunbook.logs import (
+    LIMIT_REACHED,
+    LOG_LIMIT,
+    LogRecord,
+    entry_limit,
+    normalise_entries,
+)
 from veerunbook.pg_errors import (
     AUTHENTICATION_FAILED,
     CLIENT_POOL_TIMEOUT,
@@ -78,6 +84,7 @@ class DatabaseErrors:
     entries: int = 0
     errors: list[DatabaseError] = field(default_factory=list)
     problem: str | None = None
+    truncated: bool = False  # the log endpoint's entry limit was reached
 
     def count(self, kind: str) -> int:
         """Return how many errors are of ``kind`` (see ``veerunbook.pg_errors``)."""
@@ -167,7 +174,7 @@ def read_database_errors(session: Session, last: str = "15m") -> DatabaseErrors:
         "logs",
         name="error logs",
         expect="json",
-        query=f"level=error&last={last}",
+        query=f"level=error&last={last}&limit={LOG_LIMIT}",
         record=False,
     )
     entries = _entries(result.json)
@@ -182,6 +189,7 @@ def read_database_errors(session: Session, last: str = "15m") -> DatabaseErrors:
         )
         return found
     found.entries = len(entries)
+    found.truncated = len(entries) >= entry_limit(result.json)
     found.errors = classify_entries(entries)
     _check(session, found, result.latency_ms)
     return found
@@ -239,6 +247,8 @@ def _check(session: Session, found: DatabaseErrors, latency_ms: float | None) ->
         f"{counted(found.entries, 'error entry', 'error entries')} of the last "
         f"{span(found.last)}"
     )
+    if found.truncated:
+        summary += LIMIT_REACHED
     if kinds:
         summary += f" ({kinds})"
     summary += f"; peak {counted(peak, 'connection failure')} in one minute"

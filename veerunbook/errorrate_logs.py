@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from veerunbook.errorrate_tables import group_rows
-from veerunbook.logs import ErrorGroup, group_errors, normalise_entries, parse_log_text
+from veerunbook.logs import (
+    LIMIT_REACHED,
+    LOG_LIMIT,
+    ErrorGroup,
+    entry_limit,
+    group_errors,
+    normalise_entries,
+    parse_log_text,
+)
 from veerunbook.text import counted
 from veerunbook.triage_tables import Nothing
 
@@ -19,9 +27,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from veerunbook.session import Session
-
-# Entries requested from the log endpoint. The demo serves at most 1000 per request.
-LOG_LIMIT = 1000
 
 
 @dataclass
@@ -49,13 +54,13 @@ def read_error_logs(
     entries = _entries_of(result.json)
     if isinstance(entries, list):
         records = normalise_entries(entries)
-        logs.truncated = len(entries) >= _limit_of(result.json)
+        logs.truncated = len(entries) >= entry_limit(result.json)
     else:
         records = parse_log_text(result.text, source="error logs").records
     logs.read = True
     logs.groups = group_errors(records)
     total = sum(group.count for group in logs.groups)
-    cut = " (the endpoint's limit was reached, so older entries may be missing)"
+    cut = LIMIT_REACHED if logs.truncated else ""
     session.run.check(
         "error log entries",
         "warn" if total else "pass",
@@ -64,7 +69,7 @@ def read_error_logs(
         expected=f"none in the last {minutes} min",
         evidence=[group.to_dict() for group in logs.groups[:10]],
         summary=f"{counted(total, 'error')} in {counted(len(logs.groups), 'group')}"
-        + (cut if logs.truncated else ""),
+        + cut,
     )
     return logs, group_rows(logs.groups)
 
@@ -76,9 +81,3 @@ def _entries_of(body: Any) -> Any:
             if isinstance(body.get(key), list):
                 return body[key]
     return body
-
-
-def _limit_of(body: Any) -> int:
-    """Return the entry limit the log endpoint applied, or the one requested."""
-    limit = body.get("limit") if isinstance(body, dict) else None
-    return limit if isinstance(limit, int) and limit > 0 else LOG_LIMIT

@@ -40,6 +40,8 @@ from veerunbook.logs_summary import (
 )
 
 __all__ = [
+    "LIMIT_REACHED",
+    "LOG_LIMIT",
     "ErrorGroup",
     "JobOutcome",
     "LogParse",
@@ -48,6 +50,7 @@ __all__ = [
     "Restart",
     "api_call_stats",
     "detect_restarts",
+    "entry_limit",
     "fingerprint",
     "group_errors",
     "job_outcomes",
@@ -60,6 +63,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("veerunbook.logs")
+
+# Entries requested from a log endpoint. The demo serves at most 1000 per request,
+# and 200 when the request names no limit.
+LOG_LIMIT = 1000
+LIMIT_REACHED = " (the endpoint's limit was reached, so older entries may be missing)"
 
 
 def parse_log_text(data: bytes | str, *, source: str = "") -> LogParse:
@@ -106,3 +114,9 @@ def normalise_entries(entries: Sequence[Any]) -> list[LogRecord]:
     if skipped:
         logger.warning("skipped %d log entries that are not JSON objects", skipped)
     return records
+
+
+def entry_limit(body: Any) -> int:
+    """Return the entry limit that a log endpoint applied, or the one requested."""
+    limit = body.get("limit") if isinstance(body, dict) else None
+    return limit if isinstance(limit, int) and limit > 0 else LOG_LIMIT

@@ -135,8 +135,11 @@ class Triage:
     # Step 2.3: error logs.
     def read_error_logs(self, last: str = "1h") -> pd.DataFrame | Nothing:
         """Read the target's recent error logs and group them by fingerprint."""
+        from veerunbook.logs import LIMIT_REACHED, LOG_LIMIT, entry_limit
+
+        query = f"level=error&last={last}&limit={LOG_LIMIT}"
         result = self.session.probe(
-            "logs", name="error logs", expect="json", query=f"level=error&last={last}"
+            "logs", name="error logs", expect="json", query=query
         )
         body = result.json
         entries = _log_entries(body)
@@ -146,6 +149,7 @@ class Triage:
 
         self.error_groups = group_errors(normalise_entries(entries))
         total = sum(group.count for group in self.error_groups)
+        cut = LIMIT_REACHED if len(entries) >= entry_limit(body) else ""
         self.session.run.check(
             "error log entries",
             "warn" if total else "pass",
@@ -155,7 +159,7 @@ class Triage:
             evidence=[group.to_dict() for group in self.error_groups[:10]],
             summary=(
                 f"{counted(total, 'error')} in"
-                f" {counted(len(self.error_groups), 'group')}"
+                f" {counted(len(self.error_groups), 'group')}{cut}"
             ),
         )
         rows = [group_row(group) for group in self.error_groups]
