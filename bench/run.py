@@ -7,7 +7,8 @@ The figures, measured one after another, never at the same time:
   papermill   plain papermill CLI on bench/notebooks/parameters-only.ipynb (reference)
   engine      the same notebook through ``veerunbook run``, as a ratio to papermill
   triage      ``veerunbook run triage`` with window_seconds 1; target <= 0.4 x papermill
-  import      ``import veerunbook`` in a fresh interpreter; target < 150 ms
+  import      ``import veerunbook`` and a procedure's first-cell imports in fresh
+              interpreters; target < 150 ms each
   together    the read-only procedures alone and in one invocation; target <= 1.5
   metrics     veerunbook's metrics parser against prometheus_client's; target >= 1
   timeline    timeline build and renderings at 10, 100, 1000 runs; target < 2 s at 1000
@@ -15,8 +16,9 @@ The figures, measured one after another, never at the same time:
   throughput  requests per second of the embedded target; target >= 200 with 0 errors
 
 Each figure is the median of ``--repeats`` runs (default 5, 10 or more for imports)
-after one warm-up run, with the spread (min-max) and, where one applies, a reference
-measured in the same invocation. The embedded target (``veerunbook simulate``,
+after one warm-up run, with the spread (min-max). The ratio divides by a reference
+measured in the same invocation where there is one, and by the target otherwise.
+The metrics rows give medians only. The embedded target (``veerunbook simulate``,
 healthy scenario) is started once on a free 127.0.0.1 port and stopped at the end,
 also on an error, Ctrl-C or SIGTERM. Progress lines go to stderr. The exit code is 1
 when a figure failed to run; a missed target does not change it.
