@@ -395,6 +395,34 @@ def test_markdown_header(tmp_path: Path) -> None:
     assert "- resolved: not resolved" in text
 
 
+def _acknowledged_line(archive: Path) -> str:
+    text = render_markdown(build_timeline(archive / INCIDENT))
+    return next(line for line in text.splitlines() if line.startswith("- acknowledged"))
+
+
+def test_header_automatic_acknowledgement_apart(tmp_path: Path) -> None:
+    # Triage acknowledges without a name; the person's acknowledgement comes later.
+    open_or_update(tmp_path, INCIDENT, severity="P1", acknowledge=True)
+    automatic = load_incident(tmp_path / INCIDENT).acknowledged_at
+    assert _acknowledged_line(tmp_path) == (
+        f"- acknowledged: only automatically, at {automatic} by a triage run"
+    )
+    open_or_update(tmp_path, INCIDENT, acknowledge=True, acknowledged_by="alice")
+    line = _acknowledged_line(tmp_path)
+    assert line.endswith(f"by alice (automatically at {automatic} by a triage run)")
+    assert not line.startswith(f"- acknowledged: {automatic} by alice")
+
+
+def test_header_person_acknowledgement(tmp_path: Path) -> None:
+    open_or_update(tmp_path, INCIDENT, acknowledge=True, acknowledged_by="bob")
+    acked = next(
+        event.time
+        for event in build_timeline(tmp_path / INCIDENT).events
+        if event.kind == "acknowledged"
+    )
+    assert _acknowledged_line(tmp_path) == f"- acknowledged: {acked} by bob"
+
+
 def test_markdown_date_headings(tmp_path: Path) -> None:
     lines = render_markdown(hand_timeline(tmp_path)).splitlines()
     headings = [line for line in lines if line.startswith("## ")]

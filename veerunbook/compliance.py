@@ -133,8 +133,8 @@ def _acknowledgement(
     incident = timeline.incident
     target = RESPONSE_MINUTES.get(severity or "")
     opened = parse_time(incident.opened_at)
-    acked, by = _person_acknowledgement(timeline.events)
-    automatic = incident.acknowledged_at if _automatic_first(timeline.events) else None
+    acked, by = person_acknowledgement(timeline.events)
+    automatic = incident.acknowledged_at if automatic_first(timeline.events) else None
     delay = (parse_time(acked) - opened).total_seconds() if acked else None
     if target is None:
         status = NOT_APPLICABLE
@@ -151,7 +151,7 @@ def _acknowledgement(
     )
 
 
-def _person_acknowledgement(
+def person_acknowledgement(
     events: Sequence[TimelineEvent],
 ) -> tuple[str | None, str | None]:
     """Return the time and name of the first acknowledgement that names a person."""
@@ -162,7 +162,7 @@ def _person_acknowledgement(
     return None, None
 
 
-def _automatic_first(events: Sequence[TimelineEvent]) -> bool:
+def automatic_first(events: Sequence[TimelineEvent]) -> bool:
     """Return whether the first acknowledgement journaled names no person."""
     for event in events:
         if event.kind == "acknowledged":

@@ -41,9 +41,26 @@ def header_rows(timeline: Timeline) -> list[tuple[str, str]]:
         ("title", incident.title or "untitled"),
         ("class", incident.severity or "not classified"),
         ("opened", incident.opened_at),
-        ("acknowledged", incident.acknowledged_at or "not acknowledged"),
+        ("acknowledged", _acknowledged(timeline)),
         ("resolved", incident.resolved_at or "not resolved"),
     ]
+
+
+def _acknowledged(timeline: Timeline) -> str:
+    """Describe the first acknowledgement by a person, and triage's automatic one."""
+    from veerunbook.compliance import automatic_first, person_acknowledgement
+
+    acked, by = person_acknowledgement(timeline.events)
+    automatic = timeline.incident.acknowledged_at
+    if not automatic_first(timeline.events):
+        automatic = None
+    if acked is None and automatic is None:
+        return timeline.incident.acknowledged_at or "not acknowledged"
+    if acked is None:
+        return f"only automatically, at {automatic} by a triage run"
+    if automatic is None:
+        return f"{acked} by {by}"
+    return f"{acked} by {by} (automatically at {automatic} by a triage run)"
 
 
 def render_markdown(timeline: Timeline) -> str:
