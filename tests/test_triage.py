@@ -170,7 +170,7 @@ def test_recommend_missing_notebook(
 
 
 class _Gate:
-    """A loopback server whose health routes answer only once all four are waiting."""
+    """A loopback server whose health routes respond only once all four are waiting."""
 
     def __init__(self) -> None:
         import threading
@@ -208,7 +208,7 @@ class _Gate:
 
 def test_health_probes_sent_together(tmp_path: Path) -> None:
     # Sent one after another, the first request would wait at the barrier alone
-    # until its 5 s timeout and every answer would be 503.
+    # until its 5 s timeout and every response would be 503.
     gate = _Gate()
     try:
         triage = begin(gate.url, tmp_path)
