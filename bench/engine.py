@@ -84,7 +84,7 @@ IMPORT_TIMER = (
 
 
 _IMPORT_GOAL = Goal("<", 150.0, on="median")
-# What each process imports first: the package, a procedure's first cell in the
+# The first imports of each process: the package, a procedure's first cell in the
 # kernel, the command line, and the runner in a run's parent process.
 IMPORTS = (
     ("veerunbook", _IMPORT_GOAL),
